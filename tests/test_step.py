@@ -1,0 +1,125 @@
+"""The jitted update = word2vec.c's SGD update, through optax and the scatter-add."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from w2vjax import objectives, step as step_lib
+from w2vjax.config import make_config
+from w2vjax.vocab import Vocab
+
+COUNTS = np.array([50, 30, 20, 12, 9, 7, 5, 5, 4, 3, 2, 1], np.int64)
+VOCAB = Vocab(tuple(f"w{i}" for i in range(len(COUNTS))), COUNTS)
+
+
+def sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _batch(model, rng, b, v, window=2):
+    if model == "skipgram":
+        return {"inp": jnp.asarray(rng.integers(0, v, b), jnp.int32),
+                "out": jnp.asarray(rng.integers(0, v, b), jnp.int32),
+                "mask": jnp.asarray([1.0] * (b - 1) + [0.0]), "words": jnp.float32(37.0)}
+    mask = (rng.random((b, 2 * window)) < 0.7).astype(np.float32)
+    mask[:, 0] = 1
+    return {"inp": jnp.asarray(rng.integers(0, v, (b, 2 * window)), jnp.int32),
+            "inp_mask": jnp.asarray(mask), "out": jnp.asarray(rng.integers(0, v, b), jnp.int32),
+            "mask": jnp.asarray([1.0] * (b - 1) + [0.0]), "words": jnp.float32(37.0)}
+
+
+@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+@pytest.mark.parametrize("loss", ["ns", "hs", "softmax"])
+def test_one_update_equals_word2vec_c(model, loss):
+    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=3, lr=0.3)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    total_words = 1000
+    schedule = step_lib.make_schedule(cfg, total_words)
+    update = step_lib.make_update(cfg, tables, schedule)
+    state = step_lib.init_state(cfg, len(VOCAB))
+    rng = np.random.default_rng(0)
+    params = {"emb_in": state.params["emb_in"],
+              "emb_out": jnp.asarray(rng.normal(0, 0.3, state.params["emb_out"].shape), jnp.float32)}
+    mb = _batch(model, rng, 5, len(VOCAB))
+    step = jnp.int32(3)
+    new, _, _ = jax.jit(update)(params, state.opt_state, step, state.key, mb)
+
+    # Closed form, example by example, all from the same old parameters (one batched step).
+    lr = 0.3 + (0.3e-4 - 0.3) * 37.0 / total_words
+    w_in = np.asarray(params["emb_in"], np.float64)
+    w_out = np.asarray(params["emb_out"], np.float64)
+    d_in, d_out = np.zeros_like(w_in), np.zeros_like(w_out)
+    _, ids, aux = objectives.gather(params, mb, tables, loss, jax.random.fold_in(state.key, step), 3)
+    for e in range(5):
+        if not mb["mask"][e]:
+            continue
+        if model == "skipgram":
+            ctx = [int(mb["inp"][e])]
+            h = w_in[ctx[0]]
+        else:
+            ctx = [int(i) for i, m in zip(mb["inp"][e], mb["inp_mask"][e]) if m]
+            h = w_in[ctx].mean(0)
+        target = int(mb["out"][e])
+        if loss == "ns":
+            nodes = [int(i) for i in ids["out"][e]]
+            labels = [1.0] + [0.0] * (len(nodes) - 1)
+            use = [1.0] + list(np.asarray(aux["neg_mask"][e]))
+        elif loss == "hs":
+            hf = VOCAB.huffman()
+            n = hf.lengths[target]
+            nodes = list(hf.points[target][:n])
+            labels = list(1.0 - hf.codes[target][:n])
+            use = [1.0] * n
+        else:
+            nodes = list(range(len(VOCAB)))
+            u = w_out @ h
+            y = np.exp(u - u.max()); y /= y.sum()
+        neu1e = np.zeros_like(h)
+        if loss == "softmax":
+            g = y.copy(); g[target] -= 1
+            neu1e = g @ w_out
+            d_out -= lr * np.outer(g, h)
+        else:
+            for node, t, m in zip(nodes, labels, use):
+                g = (sig(w_out[node] @ h) - t) * m
+                neu1e += g * w_out[node]
+                d_out[node] -= lr * g * h
+        for c in ctx:  # word2vec.c: every context row gets the full neu1e, also for the CBOW mean
+            d_in[c] -= lr * neu1e
+    np.testing.assert_allclose(new["emb_in"], w_in + d_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new["emb_out"], w_out + d_out, rtol=1e-5, atol=1e-6)
+
+
+def test_init_and_schedule_follow_word2vec_c():
+    cfg = make_config(model="skipgram", dim=40, lr=0.025)
+    state = step_lib.init_state(cfg, 1000)
+    w = np.asarray(state.params["emb_in"])
+    assert w.min() >= -0.5 / 40 and w.max() <= 0.5 / 40 and w.std() > 0.2 / 40
+    assert not np.any(np.asarray(state.params["emb_out"]))
+    sched = step_lib.make_schedule(cfg, 10_000)
+    assert float(sched(0)) == pytest.approx(0.025)
+    assert float(sched(10_000)) == pytest.approx(0.025e-4)
+    assert float(sched(20_000)) == pytest.approx(0.025e-4)
+    # word2vec.c: alpha = alpha0 * (1 - words / (total + 1)): linear, same slope within 1e-4 relative
+    assert float(sched(2_500)) == pytest.approx(0.025 * (1 - 2_500 / 10_001), rel=2e-4)
+
+
+def test_scan_of_updates_equals_sequential_updates():
+    cfg = make_config(model="skipgram", loss="ns", dim=8, negative=2, batch_size=4, steps_per_call=3)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    train_step = step_lib.make_train_step(cfg, tables, 500)
+    update = jax.jit(step_lib.make_update(cfg, tables, step_lib.make_schedule(cfg, 500)))
+    rng = np.random.default_rng(1)
+    mbs = [_batch("skipgram", rng, 4, len(VOCAB)) for _ in range(3)]
+    batch = {k: jnp.stack([m[k] for m in mbs]) for k in mbs[0]}
+    s0 = step_lib.init_state(cfg, len(VOCAB))
+    params, opt, key = s0.params, s0.opt_state, s0.key
+    for i, mb in enumerate(mbs):
+        params, opt, _ = update(params, opt, jnp.int32(i), key, mb)
+    params = jax.device_get(params)
+    s1, metrics = train_step(step_lib.init_state(cfg, len(VOCAB)), batch)
+    assert int(s1.step) == 3
+    for k in params:
+        np.testing.assert_allclose(s1.params[k], params[k], rtol=1e-6, atol=1e-7)
+    assert float(metrics["examples"]) == 9.0

@@ -1,0 +1,149 @@
+"""Command line: thin wrappers over the Python API.
+
+    w2vjax train [CORPUS] --workdir DIR [--model cbow|skipgram] [--loss ns|hs|softmax] ...
+    w2vjax neighbors VECTORS WORD [WORD ...]
+    w2vjax analogy VECTORS A B C
+    w2vjax eval VECTORS
+
+Bad input exits with status 2 and one line on stderr, never a traceback (set
+W2VJAX_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import ConfigError, make_config
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _train(args) -> int:
+    from .train import train_and_evaluate
+    cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
+                      negative=args.negative, min_count=args.min_count, max_vocab=args.max_vocab,
+                      sample=args.sample, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                      steps_per_call=args.steps_per_call, seed=args.seed,
+                      noise_exponent=args.noise_exponent, cbow_mean=not args.cbow_sum,
+                      max_sentence_length=args.max_sentence_length)
+    summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
+                                 progress=not args.quiet)
+    print(f"trained {summary['raw_words']:,} words in {summary['train_seconds']:.1f} s: "
+          f"{summary['raw_words_per_s']:,.0f} raw words/s, "
+          f"{summary['effective_words_per_s']:,.0f} effective words/s, final loss {summary['final_loss']:.4f}")
+    print(f"wrote {os.path.join(args.workdir, 'vectors.txt')} and vectors.bin")
+    if "eval" in summary:
+        from . import export, evaluate
+        vectors = export.load_vectors(os.path.join(args.workdir, "vectors.bin"))
+        probes = [w for w in ("king", "france", "computer", "three", "river", "good") if w in vectors]
+        for w in probes[:5]:
+            near = ", ".join(f"{n} {s:.2f}" for n, s in vectors.most_similar(w, topn=6))
+            print(f"  {w:>10}: {near}")
+        print(evaluate.format_report(summary["eval"]))
+    return 0
+
+
+def _neighbors(args) -> int:
+    from . import export
+    vectors = export.load_vectors(args.vectors)
+    for w in args.words:
+        print(w + ":")
+        for n, s in vectors.most_similar(w, topn=args.topn):
+            print(f"  {n}\t{s:.4f}")
+    return 0
+
+
+def _analogy(args) -> int:
+    from . import export
+    vectors = export.load_vectors(args.vectors)
+    for n, s in vectors.analogy(args.a, args.b, args.c, topn=args.topn):
+        print(f"{n}\t{s:.4f}")
+    return 0
+
+
+def _eval(args) -> int:
+    from . import evaluate, export
+    vectors = export.load_vectors(args.vectors)
+    result = evaluate.evaluate_all(vectors, analogies=args.analogies, restrict_vocab=args.restrict_vocab)
+    print(evaluate.format_report(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="w2vjax", description="word2vec in JAX: skip-gram and CBOW with "
+                                "negative sampling, hierarchical softmax or full softmax.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train vectors on a corpus (default: the embedded text8 sample)")
+    t.add_argument("corpus", nargs="?", default=None,
+                   help="text, .gz, .bz2 or .zip with one text file; omitted: embedded 2.1M-word text8 sample")
+    t.add_argument("--workdir", default="w2vjax-run", help="output directory (default: %(default)s)")
+    t.add_argument("--model", choices=("cbow", "skipgram"), default="cbow")
+    t.add_argument("--loss", choices=("ns", "hs", "softmax"), default="ns")
+    t.add_argument("--dim", type=int, default=100)
+    t.add_argument("--window", type=int, default=5)
+    t.add_argument("--negative", type=int, default=5)
+    t.add_argument("--min-count", type=int, default=5)
+    t.add_argument("--max-vocab", type=int, default=None)
+    t.add_argument("--max-sentence-length", type=int, default=10000)
+    t.add_argument("--sample", type=float, default=1e-3)
+    t.add_argument("--noise-exponent", type=float, default=0.75)
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--lr", type=float, default=None, help="default: 0.05 for cbow, 0.025 for skipgram")
+    t.add_argument("--batch-size", type=int, default=1024, help="examples per SGD update")
+    t.add_argument("--steps-per-call", type=int, default=64, help="updates per jitted call (lax.scan)")
+    t.add_argument("--cbow-sum", action="store_true", help="CBOW input is the sum, not the mean")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    n = sub.add_parser("neighbors", help="nearest neighbours of words")
+    n.add_argument("vectors")
+    n.add_argument("words", nargs="+")
+    n.add_argument("--topn", type=int, default=10)
+    n.set_defaults(func=_neighbors)
+
+    a = sub.add_parser("analogy", help="a is to b as c is to ? (3CosAdd)")
+    a.add_argument("vectors")
+    a.add_argument("a")
+    a.add_argument("b")
+    a.add_argument("c")
+    a.add_argument("--topn", type=int, default=5)
+    a.set_defaults(func=_analogy)
+
+    e = sub.add_parser("eval", help="analogy accuracy and word-similarity correlations")
+    e.add_argument("vectors")
+    e.add_argument("--analogies", default=None, help="questions-words file (default: Google set)")
+    e.add_argument("--restrict-vocab", type=int, default=30000)
+    e.set_defaults(func=_eval)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("w2vjax: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as e:
+        if os.environ.get("W2VJAX_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"w2vjax: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as e:  # anything else is a bug; still one line
+        if os.environ.get("W2VJAX_DEBUG"):
+            raise
+        print(f"w2vjax: internal error: {type(e).__name__}: {e} (rerun with W2VJAX_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Run configuration: frozen dataclasses, validated in one place.
+
+Defaults follow word2vec.c (``-cbow 1 -size 100 -window 5 -negative 5 -hs 0
+-sample 1e-3 -min-count 5 -iter 5``; ``-alpha`` 0.05 for CBOW and 0.025 for
+skip-gram).  Durations given in epochs and words are turned into steps in
+:func:`steps_per_epoch`-style helpers of the trainer, never here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+MODELS = ("skipgram", "cbow")
+LOSSES = ("ns", "hs", "softmax")
+
+
+class ConfigError(ValueError):
+    """An impossible or inconsistent setting; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    min_count: int = 5
+    max_vocab: Optional[int] = None  # keep only the most frequent N words
+    max_sentence_length: int = 10000  # long lines are cut into chunks of this many in-vocab words
+    sample: float = 1e-3  # subsampling threshold t; 0 disables
+    window: int = 5
+    noise_exponent: float = 0.75
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    model: str = "cbow"
+    loss: str = "ns"
+    dim: int = 100
+    negative: int = 5
+    cbow_mean: bool = True  # CBOW input vector: mean (True) or sum (False) of the context vectors
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    lr: Optional[float] = None  # None: 0.05 for CBOW, 0.025 for skip-gram (word2vec.c)
+    min_lr_ratio: float = 1e-4  # word2vec.c floors the rate at lr * 1e-4
+    batch_size: int = 1024  # examples (skip-gram pairs or CBOW windows) per update
+    steps_per_call: int = 64  # updates run inside one jitted call (lax.scan)
+    seed: int = 1
+    log_every_s: float = 2.0  # seconds between metrics.jsonl lines / progress refreshes
+    prefetch: int = 4  # batches the host streamer keeps ready
+    softmax_chunk: int = 0  # vocab chunk for full softmax's logsumexp; 0 = automatic
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def lr(self) -> float:
+        if self.train.lr is not None:
+            return self.train.lr
+        return 0.05 if self.model.model == "cbow" else 0.025
+
+    def validate(self) -> "Config":
+        d, m, t = self.data, self.model, self.train
+        checks = [
+            (m.model in MODELS, f"--model must be one of {', '.join(MODELS)}, got {m.model!r}"),
+            (m.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {m.loss!r}"),
+            (m.dim >= 1, f"--dim must be at least 1, got {m.dim}"),
+            (d.window >= 1, f"--window must be at least 1, got {d.window}"),
+            (m.loss != "ns" or m.negative >= 1,
+             f"--negative must be at least 1 with --loss ns, got {m.negative}"),
+            (m.negative >= 0, f"--negative must not be negative, got {m.negative}"),
+            (d.min_count >= 1, f"--min-count must be at least 1, got {d.min_count}"),
+            (d.max_vocab is None or d.max_vocab >= 2,
+             f"--max-vocab must be at least 2, got {d.max_vocab}"),
+            (d.max_sentence_length >= 2,
+             f"--max-sentence-length must be at least 2, got {d.max_sentence_length}"),
+            (d.sample >= 0, f"--sample must be >= 0 (0 disables subsampling), got {d.sample}"),
+            (d.noise_exponent >= 0, f"--noise-exponent must be >= 0, got {d.noise_exponent}"),
+            (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 < t.min_lr_ratio <= 1, f"min_lr_ratio must be in (0, 1], got {t.min_lr_ratio}"),
+            (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
+            (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
+            (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
+            (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Config":
+        try:
+            return cls(
+                data=DataConfig(**raw.get("data", {})),
+                model=ModelConfig(**raw.get("model", {})),
+                train=TrainConfig(**raw.get("train", {})),
+            )
+        except TypeError as e:
+            raise ConfigError(f"unknown or malformed config field: {e}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def make_config(**flat: Any) -> Config:
+    """Build a validated Config from flat keyword arguments (``dim=100, model='skipgram'``).
+
+    Every field name of the three sections is accepted; ``None`` means "default".
+    """
+    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+    parts: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    owner = {f.name: name for name, klass in sections.items() for f in dataclasses.fields(klass)}
+    for key, value in flat.items():
+        if key not in owner:
+            raise ConfigError(f"unknown setting {key!r}")
+        if value is not None or key in ("max_vocab", "lr"):
+            parts[owner[key]][key] = value
+    return Config(**{name: sections[name](**kw) for name, kw in parts.items()}).validate()

@@ -1,0 +1,115 @@
+"""The three word2vec objectives as pure functions of gathered rows.
+
+Notation follows Rong, "word2vec Parameter Learning Explained": ``h`` is the
+hidden (input) vector, ``v'_j`` an output vector, ``sigma`` the logistic
+function.  Every function takes leading batch axes ``...`` (written ``B``
+below) and returns the per-example loss ``[B]``; the caller sums (word2vec.c
+applies one SGD step per example, so the batch loss is the sum, not the mean).
+
+Closed-form gradients (what ``jax.grad`` of these must equal, checked in
+``tests/test_losses.py``):
+
+* negative sampling: ``dL/dv'_j = (sigma(v'_j . h) - t_j) h`` and
+  ``dL/dh = sum_j (sigma(v'_j . h) - t_j) v'_j`` with ``t = 1`` for the positive
+  and ``0`` for the negatives (Rong eq. 56-61);
+* hierarchical softmax: the same with ``v'_j`` the inner nodes on the word's
+  Huffman path and ``t_j = 1 - code_j`` (word2vec.c's convention; Rong eq. 41-51);
+* full softmax: ``dL/dv'_j = (y_j - t_j) h`` for every ``j`` and
+  ``dL/dh = sum_j (y_j - t_j) v'_j`` with ``y = softmax(W' h)`` (Rong eq. 8-16).
+
+Example::
+
+    >>> import jax.numpy as jnp
+    >>> h = jnp.ones((2, 4)); pos = jnp.zeros((2, 4)); neg = jnp.zeros((2, 3, 4))
+    >>> negative_sampling(h, pos, neg).round(4)   # 4 * log 2 for each example
+    Array([2.7726, 2.7726], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def negative_sampling(h: jax.Array, pos: jax.Array, neg: jax.Array,
+                      neg_mask: jax.Array | None = None) -> jax.Array:
+    """Negative-sampling loss (Mikolov et al. 2013b, eq. 4), per example.
+
+    ``L = -log sigma(v'_pos . h) - sum_k mask_k log sigma(-v'_neg_k . h)``
+
+    Args:
+      h: ``[B, D]`` input vectors.
+      pos: ``[B, D]`` output vector of the true word.
+      neg: ``[B, K, D]`` output vectors of the K noise words.
+      neg_mask: optional ``[B, K]``; 0 drops a negative (word2vec.c skips a noise
+        word that equals the true word).
+    Returns:
+      ``[B]`` loss.
+    """
+    pos_logit = jnp.einsum("...d,...d->...", h, pos)
+    neg_logit = jnp.einsum("...d,...kd->...k", h, neg)
+    neg_term = jax.nn.log_sigmoid(-neg_logit)
+    if neg_mask is not None:
+        neg_term = neg_term * neg_mask
+    return -jax.nn.log_sigmoid(pos_logit) - neg_term.sum(-1)
+
+
+def hierarchical_softmax(h: jax.Array, nodes: jax.Array, codes: jax.Array,
+                         path_mask: jax.Array) -> jax.Array:
+    """Hierarchical-softmax loss over a word's Huffman path, per example.
+
+    ``p(w | h) = prod_j sigma((1 - 2 code_j) v'_{n_j} . h)`` over the inner nodes
+    ``n_j`` from the root to ``w`` (Rong eq. 37, with word2vec.c's sign
+    convention: bit 0 means "go where sigma(v'.h) is the probability"), so
+
+    ``L = -sum_j mask_j log sigma((1 - 2 code_j) v'_{n_j} . h)``.
+
+    Args:
+      h: ``[B, D]`` input vectors.
+      nodes: ``[B, L, D]`` inner-node output vectors along the path (padded).
+      codes: ``[B, L]`` branch bits (0/1).
+      path_mask: ``[B, L]`` 1 on the real path entries, 0 on padding.
+    Returns:
+      ``[B]`` loss.
+    """
+    logit = jnp.einsum("...d,...ld->...l", h, nodes)
+    sign = 1.0 - 2.0 * codes.astype(h.dtype)
+    return -(jax.nn.log_sigmoid(sign * logit) * path_mask).sum(-1)
+
+
+def full_softmax(h: jax.Array, table: jax.Array, target: jax.Array, chunk: int = 0) -> jax.Array:
+    """Full softmax cross-entropy over the whole vocabulary, per example.
+
+    ``L = log sum_j exp(v'_j . h) - v'_target . h`` (Rong eq. 7).
+
+    Args:
+      h: ``[B, D]`` input vectors.
+      table: ``[V, D]`` all output vectors.
+      target: ``[B]`` int ids of the true words.
+      chunk: 0 computes the ``[B, V]`` logits at once; ``c > 0`` computes the
+        log-sum-exp over vocabulary chunks of ``c`` rows with a running maximum,
+        rematerialising each chunk in the backward pass, so memory is
+        ``O(B * c)`` instead of ``O(B * V)`` for any vocabulary that fits.
+    Returns:
+      ``[B]`` loss.
+    """
+    true_logit = jnp.einsum("...d,...d->...", h, table[target])
+    if chunk <= 0 or chunk >= table.shape[0]:
+        return jax.nn.logsumexp(h @ table.T, axis=-1) - true_logit
+    v, d = table.shape
+    n = -(-v // chunk)
+    padded = jnp.concatenate([table, jnp.zeros((n * chunk - v, d), table.dtype)])
+    valid = (jnp.arange(n * chunk) < v).reshape(n, chunk)
+
+    @jax.checkpoint
+    def body(carry, xs):
+        m, s = carry
+        rows, ok = xs
+        logits = jnp.where(ok, h @ rows.T, -jnp.inf)
+        m_new = jnp.maximum(m, logits.max(-1))
+        s = s * jnp.exp(m - m_new) + jnp.exp(logits - m_new[..., None]).sum(-1)
+        return (m_new, s), None
+
+    init = (jnp.full(h.shape[:-1], -jnp.inf, h.dtype), jnp.zeros(h.shape[:-1], h.dtype))
+    (m, s), _ = jax.lax.scan(body, init, (padded.reshape(n, chunk, d), valid))
+    return m + jnp.log(s) - true_logit

@@ -1,0 +1,109 @@
+"""Skip-gram and CBOW: what the input vector is and what is predicted.
+
+This is the one place where a model x objective pair is put together:
+:func:`gather` picks the rows of the two tables an example touches, and
+:func:`example_loss` turns those rows into the per-example loss using
+:mod:`w2vjax.losses`.  Gradients are taken with respect to the gathered rows
+only; :mod:`w2vjax.step` scatters the updates back.
+
+* skip-gram (word2vec.c's direction): the input vector is the *context* word's
+  row of ``emb_in``; the *center* word is predicted.
+* CBOW: the input vector is the mean (or sum) of the context words' rows; the
+  center word is predicted.  word2vec.c and gensim do not apply the exact
+  gradient to the context rows: with the mean they add the full ``dL/dh`` to
+  every context row (the exact gradient is ``dL/dh / C``); with the sum they add
+  ``dL/dh / C`` (the exact one is ``dL/dh``).  ``exact_grad=False`` (default)
+  reproduces their update, ``True`` gives Rong's exact gradient.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import losses
+
+
+class Tables(NamedTuple):
+    """Per-run constant arrays the objectives need (on the device)."""
+    noise_accept: jax.Array  # [V] float32 alias-table acceptance
+    noise_alias: jax.Array  # [V] int32 alias-table fallback ids
+    codes: jax.Array  # [V, L] Huffman branch bits (HS), or [V, 1] dummy
+    points: jax.Array  # [V, L] inner-node ids (HS), or [V, 1] dummy
+    path_mask: jax.Array  # [V, L] (HS), or [V, 1] dummy
+
+
+def cbow_hidden(ctx_rows: jax.Array, ctx_mask: jax.Array, mean: bool = True,
+                exact_grad: bool = False) -> jax.Array:
+    """CBOW input vector ``h`` from context rows ``[B, C, D]`` and mask ``[B, C]``.
+
+    Forward: ``h = sum_c mask_c v_c`` divided by ``C = sum_c mask_c`` when ``mean``.
+    Backward: each context row receives ``g * dL/dh`` with ``g`` as described in
+    the module docstring.
+    """
+    s = jnp.einsum("...cd,...c->...d", ctx_rows, ctx_mask)
+    count = jnp.maximum(ctx_mask.sum(-1, keepdims=True), 1.0)
+    h = s / count if mean else s
+    g = (1.0 / count) if (mean == exact_grad) else jnp.ones_like(count)
+    return g * s + jax.lax.stop_gradient(h - g * s)
+
+
+def hidden(model: str, in_rows: jax.Array, batch: dict, mean: bool = True,
+           exact_grad: bool = False) -> jax.Array:
+    if model == "skipgram":
+        return in_rows
+    return cbow_hidden(in_rows, batch["inp_mask"], mean, exact_grad)
+
+
+def sample_negatives(key: jax.Array, tables: Tables, shape: tuple[int, ...]) -> jax.Array:
+    """Noise words ``[*shape]`` drawn exactly from the alias table (O(1) per draw)."""
+    k1, k2 = jax.random.split(key)
+    v = tables.noise_accept.shape[0]
+    i = jax.random.randint(k1, shape, 0, v, dtype=jnp.int32)
+    u = jax.random.uniform(k2, shape, jnp.float32)
+    return jnp.where(u < tables.noise_accept[i], i, tables.noise_alias[i])
+
+
+def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array | None,
+           negative: int):
+    """Rows an update touches, the ids they came from, and auxiliary inputs.
+
+    Returns ``(rows, ids, aux)``: ``rows = {'in': ..., 'out': ...}`` (for the full
+    softmax ``rows['out']`` is the whole output table and ``ids['out']`` is None).
+    """
+    inp, out = batch["inp"], batch["out"]
+    rows = {"in": params["emb_in"][inp]}
+    ids = {"in": inp}
+    aux = {}
+    if loss == "ns":
+        neg = sample_negatives(key, tables, out.shape + (negative,))
+        out_ids = jnp.concatenate([out[..., None], neg], axis=-1)
+        aux["neg_mask"] = (neg != out[..., None]).astype(jnp.float32)
+    elif loss == "hs":
+        out_ids = tables.points[out]
+        aux["codes"] = tables.codes[out]
+        aux["path_mask"] = tables.path_mask[out].astype(jnp.float32)
+    else:
+        rows["out"] = params["emb_out"]
+        ids["out"] = None
+        return rows, ids, aux
+    rows["out"] = params["emb_out"][out_ids]
+    ids["out"] = out_ids
+    return rows, ids, aux
+
+
+def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
+                 cbow_mean: bool = True, exact_grad: bool = False,
+                 softmax_chunk: int = 0) -> jax.Array:
+    """Per-example loss ``[B]`` (zero where ``batch['mask']`` is 0)."""
+    h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
+    if loss == "ns":
+        out = rows["out"]
+        per = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], aux["neg_mask"])
+    elif loss == "hs":
+        per = losses.hierarchical_softmax(h, rows["out"], aux["codes"], aux["path_mask"])
+    else:
+        per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk)
+    return per * batch["mask"]

@@ -1,0 +1,254 @@
+"""Text corpus -> vocabulary + memory-mapped token ids, once per work dir.
+
+Reads plain text, ``.gz``, ``.bz2`` or a ``.zip`` holding one text member, in
+fixed-size byte chunks cut at whitespace, so the corpus is never held as Python
+strings.  Tokens are whitespace-separated; each line is a sentence, and lines
+longer than ``max_sentence_length`` in-vocabulary words are cut into chunks of
+that length (gensim uses 10000, word2vec.c 1000).
+
+One pass over the text assigns provisional ids in order of first occurrence and
+writes them to a temporary file; the vocabulary (``min_count``, ``max_vocab``,
+sorted by count with first occurrence breaking ties) then maps them to final ids
+and drops out-of-vocabulary tokens, as word2vec.c does before windows are taken.
+
+Output in ``workdir``: ``vocab.txt`` (word count), ``data/ids.u32`` (uint32
+memmap of in-vocabulary token ids), ``data/sentences.npy`` (int64 sentence
+boundaries ``[S + 1]`` into the ids) and ``data/prepare.json`` (what was read
+and how; written last, so its presence means the rest is complete).
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import gzip
+import io
+import json
+import os
+import zipfile
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from .vocab import Vocab, build_vocab
+
+CHUNK_BYTES = 1 << 22
+PREPARE_VERSION = 1
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be used; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    vocab: Vocab
+    ids: np.ndarray  # [N] uint32 memmap
+    sentences: np.ndarray  # [S + 1] int64 boundaries into ids
+    source: str
+
+    @property
+    def num_words(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def open_corpus(path: str) -> BinaryIO:
+    """A binary stream over the corpus text, whatever its container."""
+    if not os.path.exists(path):
+        raise CorpusError(f"corpus {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CorpusError(f"corpus {path!r} is a directory; give a text file (.txt, .gz, .bz2 or .zip)")
+    if os.path.getsize(path) == 0:
+        raise CorpusError(f"corpus {path!r} is empty")
+    lower = path.lower()
+    try:
+        if lower.endswith(".gz"):
+            return gzip.open(path, "rb")
+        if lower.endswith(".bz2"):
+            return bz2.open(path, "rb")
+        if lower.endswith(".zip"):
+            zf = zipfile.ZipFile(path)
+            members = [i for i in zf.infolist() if not i.is_dir()]
+            if len(members) != 1:
+                raise CorpusError(
+                    f"corpus {path!r} is a zip with {len(members)} files; it must hold exactly one text file")
+            return zf.open(members[0])
+        return open(path, "rb")
+    except zipfile.BadZipFile:
+        raise CorpusError(f"corpus {path!r} is not a valid zip archive") from None
+    except OSError as e:
+        raise CorpusError(f"cannot read corpus {path!r}: {e.strerror or e}") from None
+
+
+def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Yield byte chunks that end on whitespace (the last one may not), checked to be UTF-8 text."""
+    carry = b""
+    offset = 0
+    while True:
+        try:
+            block = stream.read(chunk_bytes)
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise CorpusError(f"corpus {name!r} is corrupt or truncated ({e})") from None
+        if not block:
+            break
+        data = carry + block
+        cut = max(data.rfind(b" "), data.rfind(b"\n"), data.rfind(b"\t"), data.rfind(b"\r"))
+        if cut < 0:
+            if len(data) > 64 * chunk_bytes:
+                raise CorpusError(f"corpus {name!r} has a token longer than {64 * chunk_bytes} bytes; "
+                                  "is it a text file?")
+            carry = data
+            continue
+        chunk, carry = data[: cut + 1], data[cut + 1:]
+        _check_text(chunk, name, offset)
+        offset += len(chunk)
+        yield chunk
+    if carry:
+        _check_text(carry, name, offset)
+        yield carry
+
+
+def _check_text(chunk: bytes, name: str, offset: int) -> None:
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        raise CorpusError(f"corpus {name!r} is not a text file (NUL byte at offset {offset + nul}); "
+                          "give plain UTF-8 text, .gz, .bz2 or a .zip holding one text file")
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"corpus {name!r} is not UTF-8 text (invalid byte at offset {offset + e.start}); "
+                          "convert it with e.g. iconv -t utf-8") from None
+
+
+def _fingerprint(path: str, min_count: int, max_vocab, max_sentence_length: int) -> dict:
+    st = os.stat(path)
+    return {"version": PREPARE_VERSION, "corpus": os.path.realpath(path), "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "min_count": min_count, "max_vocab": max_vocab,
+            "max_sentence_length": max_sentence_length}
+
+
+def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None = None,
+            max_sentence_length: int = 10000) -> Corpus:
+    """Tokenise ``path`` into ``workdir`` (or reuse what an identical earlier call wrote)."""
+    data_dir = os.path.join(workdir, "data")
+    meta_path = os.path.join(data_dir, "prepare.json")
+    fp = _fingerprint(path, min_count, max_vocab, max_sentence_length) if os.path.isfile(path) else None
+    if fp is not None and os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("fingerprint") == fp:
+            return load_corpus(workdir)
+    stream = open_corpus(path)
+    os.makedirs(data_dir, exist_ok=True)
+    if os.path.exists(meta_path):
+        os.remove(meta_path)
+    tmp_ids = os.path.join(data_dir, "provisional.u32.tmp")
+    try:
+        with stream:
+            words, line_breaks, n_raw = _first_pass(stream, path, tmp_ids)
+        if n_raw == 0:
+            raise CorpusError(f"corpus {path!r} holds no words (only whitespace)")
+        prov = np.memmap(tmp_ids, np.uint32, "r", shape=(n_raw,))
+        counts = np.zeros(len(words), np.int64)
+        for s in range(0, n_raw, 1 << 24):
+            counts += np.bincount(prov[s: s + (1 << 24)], minlength=len(words))
+        vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
+        if len(vocab) == 0:
+            raise CorpusError(
+                f"no word of corpus {path!r} occurs {min_count} or more times "
+                f"({n_raw} tokens, {len(words)} distinct, most frequent {int(counts.max())} times); "
+                "lower --min-count or give a larger corpus")
+        if len(vocab) < 2:
+            raise CorpusError(f"only one word of corpus {path!r} is left by --min-count {min_count}; "
+                              "lower --min-count or give a larger corpus")
+        ids_path = os.path.join(data_dir, "ids.u32")
+        sentences = _second_pass(prov, old_to_new.astype(np.int64), line_breaks, ids_path + ".tmp",
+                                 max_sentence_length)
+        del prov
+        os.replace(ids_path + ".tmp", ids_path)
+        np.save(os.path.join(data_dir, "sentences.npy.tmp.npy"), sentences)
+        os.replace(os.path.join(data_dir, "sentences.npy.tmp.npy"), os.path.join(data_dir, "sentences.npy"))
+        vocab.save(os.path.join(workdir, "vocab.txt"))
+        meta = {"fingerprint": fp, "raw_tokens": int(n_raw), "distinct_tokens": len(words),
+                "vocab_size": len(vocab), "train_words": vocab.total,
+                "sentences": int(len(sentences) - 1)}
+        with open(meta_path + ".tmp", "w") as f:
+            json.dump(meta, f, indent=2)
+        os.replace(meta_path + ".tmp", meta_path)
+    finally:
+        if os.path.exists(tmp_ids):
+            os.remove(tmp_ids)
+    return load_corpus(workdir)
+
+
+def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
+    """Provisional ids (first-occurrence order) to ``tmp_ids``; returns (words, line breaks, n)."""
+    index: dict[bytes, int] = {}
+    breaks: list[int] = []  # raw token positions where a new line starts
+    n = 0
+    with open(tmp_ids, "wb") as out:
+        for chunk in iter_text_chunks(stream, name):
+            if b"\n" in chunk:
+                toks = []
+                pieces = chunk.split(b"\n")
+                for i, piece in enumerate(pieces):
+                    toks.extend(piece.split())
+                    if i < len(pieces) - 1:
+                        breaks.append(n + len(toks))
+            else:
+                toks = chunk.split()
+            ids = np.fromiter((index.setdefault(t, len(index)) for t in toks), np.uint32, len(toks))
+            out.write(ids.tobytes())
+            n += len(toks)
+    words = [w.decode("utf-8") for w in index]
+    return words, np.asarray(breaks, np.int64), n
+
+
+def _second_pass(prov, old_to_new, line_breaks, out_path, max_len) -> np.ndarray:
+    n_raw = prov.shape[0]
+    kept_before = []  # in-vocab tokens before each raw chunk start
+    n_kept = 0
+    block = 1 << 24
+    with open(out_path, "wb") as out:
+        for s in range(0, n_raw, block):
+            new = old_to_new[prov[s: s + block]]
+            keep = new >= 0
+            kept_before.append(n_kept)
+            out.write(new[keep].astype(np.uint32).tobytes())
+            # map the line breaks that fall in this block
+            n_kept += int(keep.sum())
+    # in-vocab position of each raw line break: kept tokens before it
+    if len(line_breaks):
+        keep_all = np.zeros(len(line_breaks), np.int64)
+        for bi, s in enumerate(range(0, n_raw, block)):
+            sel = (line_breaks >= s) & (line_breaks < s + block)
+            if sel.any():
+                keep_mask = old_to_new[prov[s: s + block]] >= 0
+                csum = np.concatenate([[0], np.cumsum(keep_mask)])
+                keep_all[sel] = kept_before[bi] + csum[line_breaks[sel] - s]
+        keep_all[line_breaks >= n_raw] = n_kept
+        line_starts = keep_all
+    else:
+        line_starts = np.zeros(0, np.int64)
+    bounds = np.unique(np.concatenate([[0], line_starts, [n_kept]]))
+    # cut every line into pieces of at most max_len words
+    lengths = np.diff(bounds)
+    pieces = -(-lengths // max_len)
+    starts = np.repeat(bounds[:-1], pieces) + max_len * (
+        np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    return np.concatenate([starts, [n_kept]]).astype(np.int64)
+
+
+def load_corpus(workdir: str) -> Corpus:
+    data_dir = os.path.join(workdir, "data")
+    meta_path = os.path.join(data_dir, "prepare.json")
+    if not os.path.exists(meta_path):
+        raise CorpusError(f"{workdir!r} holds no prepared corpus")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    vocab = Vocab.load(os.path.join(workdir, "vocab.txt"))
+    n = vocab.total
+    ids = np.memmap(os.path.join(data_dir, "ids.u32"), np.uint32, "r", shape=(n,))
+    sentences = np.load(os.path.join(data_dir, "sentences.npy"))
+    source = (meta.get("fingerprint") or {}).get("corpus", "?")
+    return Corpus(vocab, ids, sentences, source)

@@ -1,0 +1,243 @@
+"""Host-side streamer: subsampling, dynamic windows, fixed-shape batches.
+
+Everything is vectorised NumPy over *blocks* of whole sentences (about
+``block_words`` in-vocabulary tokens each).  A block's examples are a pure
+function of ``(seed, epoch, block)``: the block's generator is seeded with
+exactly that triple, so a run can resume from a saved :class:`Position`
+without replaying data.
+
+Per block, as word2vec.c does per sentence:
+
+1. subsampling keeps each token with ``keep_prob[word]``;
+2. every kept token (a *center*) draws its effective window ``b`` uniformly in
+   ``1..window``;
+3. contexts are the kept tokens at distance ``1..b`` in the same sentence.
+
+Skip-gram examples are ``(context, center)`` pairs: as in word2vec.c the
+context word's input vector is trained to predict the center word.  They come
+in corpus order (by center, then left to right).  CBOW examples are a center's
+context ids ``[2 * window]`` with a mask, and the center as target; centers with
+no context are dropped, as word2vec.c does.
+
+Examples flow continuously across blocks into batches of shape
+``[steps_per_call, batch_size]`` with a mask; only the very last batch of a
+run is padded.  Each micro-batch carries ``words``: the number of raw training
+words (in-vocabulary tokens before subsampling, word2vec.c's ``word_count``)
+done when it starts, which drives the learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .prepare import Corpus
+
+
+class Position(NamedTuple):
+    """Where the stream is: the next example is number ``offset`` of ``block`` in ``epoch``."""
+    epoch: int = 0
+    block: int = 0
+    offset: int = 0
+
+
+class StreamSpec(NamedTuple):
+    model: str  # "skipgram" or "cbow"
+    window: int
+    batch_size: int
+    steps_per_call: int
+    epochs: int
+    seed: int
+    block_words: int = 1 << 16
+
+
+def block_bounds(sentences: np.ndarray, block_words: int) -> np.ndarray:
+    """Token boundaries of blocks made of whole sentences, each about ``block_words`` long."""
+    starts = sentences[:-1]
+    n = int(sentences[-1])
+    take = np.flatnonzero(np.diff(np.concatenate([[-1], starts // block_words])) > 0)
+    bounds = np.concatenate([starts[take], [n]]).astype(np.int64)
+    return np.unique(bounds)
+
+
+def block_examples(ids: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray, spec: StreamSpec,
+                   epoch: int, block: int, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """All examples of tokens ``ids[lo:hi]`` (whole sentences) for ``(seed, epoch, block)``.
+
+    Returns arrays with a leading example axis.  Skip-gram: ``inp`` (context id),
+    ``out`` (center id), ``pos`` (raw token index of the center).  CBOW: ``inp``
+    ``[n, 2W]`` context ids, ``inp_mask`` ``[n, 2W]``, ``out`` (center), ``pos``.
+    """
+    rng = np.random.default_rng([spec.seed, epoch, block])
+    w = spec.window
+    tok = np.asarray(ids[lo:hi], dtype=np.int64)
+    n = len(tok)
+    s_lo = np.searchsorted(sentences, lo, "right") - 1
+    s_hi = np.searchsorted(sentences, hi, "left")
+    sb = np.clip(sentences[s_lo: s_hi + 1], lo, hi) - lo
+    sid = np.repeat(np.arange(len(sb) - 1), np.diff(sb))
+    keep = rng.random(n, dtype=np.float32) < keep_prob[tok]
+    kept = np.flatnonzero(keep)
+    m = len(kept)
+    ktok, ksid = tok[kept], sid[kept]
+    b = rng.integers(1, w + 1, size=m)
+    offsets = np.concatenate([np.arange(-w, 0), np.arange(1, w + 1)])
+    j = np.arange(m)[:, None] + offsets[None, :]
+    valid = (np.abs(offsets)[None, :] <= b[:, None]) & (j >= 0) & (j < m)
+    jc = np.clip(j, 0, max(m - 1, 0))
+    valid &= ksid[jc] == ksid[:, None]
+    pos = kept + lo
+    if spec.model == "skipgram":
+        rows, cols = np.nonzero(valid)
+        return {"inp": ktok[jc[rows, cols]].astype(np.int32), "out": ktok[rows].astype(np.int32),
+                "pos": pos[rows]}
+    has = valid.any(axis=1)
+    return {"inp": np.where(valid, ktok[jc], 0)[has].astype(np.int32),
+            "inp_mask": valid[has].astype(np.float32),
+            "out": ktok[has].astype(np.int32), "pos": pos[has]}
+
+
+class Streamer:
+    """Fixed-shape batches for a whole run, starting at a :class:`Position`.
+
+    Iterating yields ``(batch, next_position, words_done)``: ``batch`` maps names
+    to arrays with leading axes ``[steps_per_call, batch_size]`` plus ``mask``
+    and ``words`` (``[steps_per_call]`` float32 raw words done before each
+    micro-batch); ``next_position`` is where the stream resumes after it, and
+    ``words_done`` the raw words done after it.
+    """
+
+    def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec):
+        self.corpus = corpus
+        self.keep_prob = np.asarray(keep_prob, np.float32)
+        self.spec = spec
+        self.bounds = block_bounds(corpus.sentences, spec.block_words)
+        self.num_blocks = len(self.bounds) - 1
+        self.words_per_epoch = int(corpus.sentences[-1])
+        self.total_words = self.words_per_epoch * spec.epochs
+
+    def examples(self, epoch: int, block: int) -> dict[str, np.ndarray]:
+        lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
+        return block_examples(self.corpus.ids, self.corpus.sentences, self.keep_prob, self.spec,
+                              epoch, block, lo, hi)
+
+    def _blocks(self, start: Position):
+        """(epoch, block, examples from start offset) for the rest of the run."""
+        epoch, block, offset = start
+        while epoch < self.spec.epochs:
+            ex = self.examples(epoch, block)
+            if offset:
+                ex = {k: v[offset:] for k, v in ex.items()}
+            yield epoch, block, offset, ex
+            offset = 0
+            block += 1
+            if block == self.num_blocks:
+                epoch, block = epoch + 1, 0
+
+    def __call__(self, start: Position = Position()) -> Iterator[tuple[dict, Position, int]]:
+        s, bsz = self.spec.steps_per_call, self.spec.batch_size
+        cap = s * bsz
+        pending: list[dict[str, np.ndarray]] = []
+        have = 0
+        for epoch, block, offset, ex in self._blocks(start):
+            n = len(ex["out"])
+            ex["pos"] = ex["pos"] + epoch * self.words_per_epoch
+            used = 0
+            while n - used >= cap - have:
+                take = cap - have
+                pending.append({k: v[used: used + take] for k, v in ex.items()})
+                used += take
+                have = 0
+                nxt = (Position(epoch, block, offset + used) if used < n
+                       else self._after(epoch, block))
+                yield self._pack(pending, nxt)
+                pending = []
+            if used < n:
+                pending.append({k: v[used:] for k, v in ex.items()})
+                have += n - used
+        if have:
+            yield self._pack(pending, Position(self.spec.epochs, 0, 0), final=True)
+
+    def _after(self, epoch: int, block: int) -> Position:
+        return Position(epoch + 1, 0, 0) if block + 1 == self.num_blocks else Position(epoch, block + 1, 0)
+
+    def _pack(self, parts, nxt: Position, final: bool = False):
+        s, bsz = self.spec.steps_per_call, self.spec.batch_size
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        n = len(cat["out"])
+        pad = s * bsz - n
+        pos = cat.pop("pos")
+        batch = {}
+        for k, v in cat.items():
+            if pad:
+                v = np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+            batch[k] = v.reshape((s, bsz) + v.shape[1:])
+        mask = np.zeros(s * bsz, np.float32)
+        mask[:n] = 1.0
+        batch["mask"] = mask.reshape(s, bsz)
+        first = pos[np.minimum(np.arange(s) * bsz, n - 1)]
+        batch["words"] = first.astype(np.float32)
+        if final:
+            words_done = self.total_words
+        elif nxt.epoch >= self.spec.epochs:
+            words_done = self.total_words
+        elif nxt.offset == 0:
+            words_done = nxt.epoch * self.words_per_epoch + int(self.bounds[nxt.block])
+        else:
+            words_done = int(pos[-1]) + 1
+        return batch, nxt, words_done
+
+
+class Prefetcher:
+    """Runs an iterator in a background thread, ``size`` items ahead (bounded queue).
+
+    ``transform`` (e.g. ``jax.device_put``) is applied in the thread too, so the
+    host-to-device copy overlaps the device step.  Errors are re-raised in the
+    consumer; :meth:`close` stops the thread.
+    """
+
+    _DONE = object()
+
+    def __init__(self, iterator, size: int = 4, transform=None):
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._it = iterator
+        self._transform = transform or (lambda x: x)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self):
+        try:
+            for item in self._it:
+                batch, *rest = item
+                if not self._put((self._transform(batch), *rest)):
+                    return
+        except BaseException as e:  # re-raised in the consumer
+            self._put(("__error__", e))
+            return
+        self._put(self._DONE)
+
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0] == "__error__":
+                raise item[1]
+            yield item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
