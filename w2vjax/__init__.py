@@ -1,13 +1,14 @@
 """w2vjax: word2vec (skip-gram and CBOW; negative sampling, hierarchical and full softmax) in JAX."""
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
-from .prepare import CorpusError, prepare
+from .prepare import CorpusError
+from .prepare import prepare as prepare_corpus
 from .vocab import Vocab
 
 __version__ = "0.1.0"
 
 
-def train(corpus=None, workdir="w2vjax-run", **settings):
+def train_vectors(corpus=None, workdir="w2vjax-run", **settings):
     """Train with flat settings (``model='skipgram', loss='hs', dim=100, ...``); returns the summary."""
     from .train import train_and_evaluate
     return train_and_evaluate(make_config(**settings), workdir, corpus)
@@ -30,7 +31,7 @@ def analogy(vectors, a, b, c, topn=5):
     return v.analogy(a, b, c, topn=topn)
 
 
-def evaluate(vectors, **kwargs):
+def evaluate_vectors(vectors, **kwargs):
     """Google analogies (3CosAdd, restricted to the 30k most frequent words) and WS-353 / SimLex-999."""
     from .evaluate import evaluate_all
     v = load_vectors(vectors) if isinstance(vectors, str) else vectors
@@ -38,4 +39,5 @@ def evaluate(vectors, **kwargs):
 
 
 __all__ = ["Config", "ConfigError", "CorpusError", "DataConfig", "ModelConfig", "TrainConfig", "Vocab",
-           "analogy", "evaluate", "load_vectors", "make_config", "neighbors", "prepare", "train"]
+           "analogy", "evaluate_vectors", "load_vectors", "make_config", "neighbors", "prepare_corpus",
+           "train_vectors"]

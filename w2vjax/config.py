@@ -44,11 +44,12 @@ class TrainConfig:
     epochs: int = 5
     lr: Optional[float] = None  # None: 0.05 for CBOW, 0.025 for skip-gram (word2vec.c)
     min_lr_ratio: float = 1e-4  # word2vec.c floors the rate at lr * 1e-4
-    batch_size: int = 1024  # examples (skip-gram pairs or CBOW windows) per update
-    steps_per_call: int = 64  # updates run inside one jitted call (lax.scan)
+    batch_size: int = 256  # examples (skip-gram pairs or CBOW windows) per update
+    steps_per_call: int = 128  # updates run inside one jitted call (lax.scan)
     seed: int = 1
     log_every_s: float = 2.0  # seconds between metrics.jsonl lines / progress refreshes
     prefetch: int = 4  # batches the host streamer keeps ready
+    row_update_cap: float = 16.0  # a row's summed update per step counts at most this many examples; 0 = off
     softmax_chunk: int = 0  # vocab chunk for full softmax's logsumexp; 0 = automatic
 
 
@@ -87,6 +88,7 @@ class Config:
             (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
             (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
             (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
+            (t.row_update_cap >= 0, f"--row-update-cap must be >= 0, got {t.row_update_cap}"),
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
         ]
         for ok, message in checks:

@@ -77,7 +77,8 @@ def hierarchical_softmax(h: jax.Array, nodes: jax.Array, codes: jax.Array,
     return -(jax.nn.log_sigmoid(sign * logit) * path_mask).sum(-1)
 
 
-def full_softmax(h: jax.Array, table: jax.Array, target: jax.Array, chunk: int = 0) -> jax.Array:
+def full_softmax(h: jax.Array, table: jax.Array, target: jax.Array, chunk: int = 0,
+                 bias: jax.Array | None = None) -> jax.Array:
     """Full softmax cross-entropy over the whole vocabulary, per example.
 
     ``L = log sum_j exp(v'_j . h) - v'_target . h`` (Rong eq. 7).
@@ -90,26 +91,31 @@ def full_softmax(h: jax.Array, table: jax.Array, target: jax.Array, chunk: int =
         log-sum-exp over vocabulary chunks of ``c`` rows with a running maximum,
         rematerialising each chunk in the backward pass, so memory is
         ``O(B * c)`` instead of ``O(B * V)`` for any vocabulary that fits.
+      bias: optional ``[V]`` added to every logit (word2vec has none; the
+        trainer passes zeros and reads ``dL/dbias_j = sum_e (y_ej - t_ej)``).
     Returns:
       ``[B]`` loss.
     """
-    true_logit = jnp.einsum("...d,...d->...", h, table[target])
-    if chunk <= 0 or chunk >= table.shape[0]:
-        return jax.nn.logsumexp(h @ table.T, axis=-1) - true_logit
     v, d = table.shape
+    if bias is None:
+        bias = jnp.zeros((v,), h.dtype)
+    true_logit = jnp.einsum("...d,...d->...", h, table[target]) + bias[target]
+    if chunk <= 0 or chunk >= v:
+        return jax.nn.logsumexp(h @ table.T + bias, axis=-1) - true_logit
     n = -(-v // chunk)
     padded = jnp.concatenate([table, jnp.zeros((n * chunk - v, d), table.dtype)])
+    bias_p = jnp.concatenate([bias, jnp.zeros((n * chunk - v,), bias.dtype)]).reshape(n, chunk)
     valid = (jnp.arange(n * chunk) < v).reshape(n, chunk)
 
     @jax.checkpoint
     def body(carry, xs):
         m, s = carry
-        rows, ok = xs
-        logits = jnp.where(ok, h @ rows.T, -jnp.inf)
+        rows, b, ok = xs
+        logits = jnp.where(ok, h @ rows.T + b, -jnp.inf)
         m_new = jnp.maximum(m, logits.max(-1))
         s = s * jnp.exp(m - m_new) + jnp.exp(logits - m_new[..., None]).sum(-1)
         return (m_new, s), None
 
     init = (jnp.full(h.shape[:-1], -jnp.inf, h.dtype), jnp.zeros(h.shape[:-1], h.dtype))
-    (m, s), _ = jax.lax.scan(body, init, (padded.reshape(n, chunk, d), valid))
+    (m, s), _ = jax.lax.scan(body, init, (padded.reshape(n, chunk, d), bias_p, valid))
     return m + jnp.log(s) - true_logit

@@ -71,7 +71,8 @@ def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array 
     """Rows an update touches, the ids they came from, and auxiliary inputs.
 
     Returns ``(rows, ids, aux)``: ``rows = {'in': ..., 'out': ...}`` (for the full
-    softmax ``rows['out']`` is the whole output table and ``ids['out']`` is None).
+    softmax ``rows['out']`` is the whole output table, ``ids['out']`` is None and
+    ``rows['bias']`` a zero logit bias whose gradient counts each row's touches).
     """
     inp, out = batch["inp"], batch["out"]
     rows = {"in": params["emb_in"][inp]}
@@ -87,6 +88,7 @@ def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array 
         aux["path_mask"] = tables.path_mask[out].astype(jnp.float32)
     else:
         rows["out"] = params["emb_out"]
+        rows["bias"] = jnp.zeros(params["emb_out"].shape[:1], params["emb_out"].dtype)
         ids["out"] = None
         return rows, ids, aux
     rows["out"] = params["emb_out"][out_ids]
@@ -105,5 +107,5 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     elif loss == "hs":
         per = losses.hierarchical_softmax(h, rows["out"], aux["codes"], aux["path_mask"])
     else:
-        per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk)
+        per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk, rows.get("bias"))
     return per * batch["mask"]

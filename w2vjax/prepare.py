@@ -80,8 +80,9 @@ def open_corpus(path: str) -> BinaryIO:
         raise CorpusError(f"cannot read corpus {path!r}: {e.strerror or e}") from None
 
 
-def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int | None = None) -> Iterator[bytes]:
     """Yield byte chunks that end on whitespace (the last one may not), checked to be UTF-8 text."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     carry = b""
     offset = 0
     while True:

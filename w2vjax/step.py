@@ -73,6 +73,39 @@ def init_state(cfg: Config, vocab_size: int) -> TrainState:
     return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
 
 
+def _multiplicity(ids: jax.Array, weights: jax.Array, num_rows: int) -> jax.Array:
+    """How many (weighted) times each id's row is touched in this update, gathered back to ``ids``."""
+    counts = jnp.zeros((num_rows,), jnp.float32).at[ids.reshape(-1)].add(
+        jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="promise_in_bounds")
+    return counts[ids]
+
+
+def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, params: dict, cap: float) -> dict:
+    """Scale the summed update of a row touched ``m`` times by ``1 / max(1, m / cap)``.
+
+    word2vec.c applies the updates of one row one after another, each on the
+    row as the last one left it, so they correct each other; a batch sums them
+    all, computed from the same old row.  For rows touched a few times (a rare
+    word, or the overlap of neighbouring windows) the two agree; for a row
+    touched hundreds of times per batch (the Huffman root, frequent noise
+    words) the sum overshoots and training diverges.  Capping a row at ``cap``
+    summed updates per step is what ``cap`` Hogwild threads of word2vec.c would
+    apply at once.  For the full softmax, a row's touches are its count as a
+    target plus its expected count ``sum_e y_ej`` (``aux['touch']``).
+    """
+    mask = mb["mask"]
+    w_in = mask if mb["inp"].ndim == 1 else mask[:, None] * mb["inp_mask"]
+    m_in = _multiplicity(ids["in"], w_in, params["emb_in"].shape[0])
+    out = {"in": grads["in"] / jnp.maximum(1.0, m_in / cap)[..., None]}
+    if ids["out"] is None:
+        out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
+        return out
+    w_out = mask[:, None] * aux.get("path_mask", jnp.ones(ids["out"].shape, jnp.float32))
+    m_out = _multiplicity(ids["out"], w_out, params["emb_out"].shape[0])
+    out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
+    return out
+
+
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
     """One SGD update on one micro-batch: ``(params, opt_state, step, key, mb) -> (..., loss_sum)``."""
     m = cfg.model
@@ -87,6 +120,12 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             per = loss_fn(r, mb, aux)
             return per.sum(), per.sum()
         grads, loss_sum = jax.grad(total, has_aux=True)(rows)
+        bias_grad = grads.pop("bias", None)
+        if cfg.train.row_update_cap > 0:
+            if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
+                count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
+                aux = dict(aux, touch=bias_grad + 2.0 * count)
+            grads = cap_row_updates(grads, ids, aux, mb, params, cfg.train.row_update_cap)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(mb["words"]))
         opt_state = opt_state._replace(hyperparams=hyper)
         upd, opt_state = tx.update(grads, opt_state)

@@ -1,0 +1,109 @@
+import bz2
+import gzip
+import zipfile
+
+import numpy as np
+import pytest
+
+from w2vjax.prepare import CorpusError, prepare
+
+TEXT = "the cat sat on the mat\nthe dog sat on the log\n\nthe end of the cat\n"
+
+
+def _write(path, text, kind):
+    data = text.encode()
+    if kind == "gz":
+        path = path.with_suffix(".gz"); path.write_bytes(gzip.compress(data))
+    elif kind == "bz2":
+        path = path.with_suffix(".bz2"); path.write_bytes(bz2.compress(data))
+    elif kind == "zip":
+        path = path.with_suffix(".zip")
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("corpus.txt", data)
+    else:
+        path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["txt", "gz", "bz2", "zip"])
+def test_formats_give_the_same_ids(tmp_path, kind):
+    c = prepare(_write(tmp_path / "c.txt", TEXT, kind), str(tmp_path / "wd"), min_count=2)
+    assert c.vocab.words == ("the", "cat", "sat", "on")  # ties keep first-occurrence order
+    assert c.vocab.counts.tolist() == [6, 2, 2, 2]
+    words = [c.vocab.words[i] for i in c.ids]
+    assert words == ["the", "cat", "sat", "on", "the", "the", "sat", "on", "the", "the", "the", "cat"]
+    # lines are sentences (the empty line makes none), bounds count in-vocabulary tokens
+    assert c.sentences.tolist() == [0, 5, 9, 12]
+
+
+def test_long_lines_are_cut_and_chunks_never_split_words(tmp_path, monkeypatch):
+    import sys
+    prep = sys.modules["w2vjax.prepare"]
+    monkeypatch.setattr(prep, "CHUNK_BYTES", 7)  # tiny read chunks: words straddle chunk edges
+    text = " ".join(["alpha", "beta", "gamma"] * 50)  # one 150-word line, no newline at the end
+    c = prepare(_write(tmp_path / "c.txt", text, "txt"), str(tmp_path / "wd"), min_count=1,
+                max_sentence_length=40)
+    assert c.vocab.words == ("alpha", "beta", "gamma")
+    assert c.num_words == 150
+    assert c.sentences.tolist() == [0, 40, 80, 120, 150]
+    assert [c.vocab.words[i] for i in c.ids[:4]] == ["alpha", "beta", "gamma", "alpha"]
+
+
+def test_real_text8_head_statistics():
+    c = prepare("../shared/data/corpora/text8_head.gz", "/tmp/w2vjax-test-text8", min_count=5)
+    raw = gzip.open("../shared/data/corpora/text8_head.gz").read().split()
+    from collections import Counter
+    cnt = Counter(raw)
+    kept = {w for w, n in cnt.items() if n >= 5}
+    assert len(c.vocab) == len(kept)
+    assert c.num_words == sum(cnt[w] for w in kept)
+    assert c.vocab.words[:3] == ("the", "of", "and") or c.vocab.words[0] == "the"
+    assert c.vocab.counts[0] == cnt[b"the"]
+    first = [w for w in raw[:50] if w in kept][:20]
+    assert [c.vocab.words[i] for i in c.ids[:20]] == [w.decode() for w in first]
+
+
+def test_prepare_is_reused_when_nothing_changed(tmp_path):
+    p = _write(tmp_path / "c.txt", TEXT, "txt")
+    prepare(p, str(tmp_path / "wd"), min_count=1)
+    ids = tmp_path / "wd" / "data" / "ids.u32"
+    before = ids.stat().st_mtime_ns
+    prepare(p, str(tmp_path / "wd"), min_count=1)
+    assert ids.stat().st_mtime_ns == before
+    c = prepare(p, str(tmp_path / "wd"), min_count=2)  # a different setting rebuilds
+    assert len(c.vocab) == 4
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "does not exist"),
+    (b"", "is empty"),
+    (b"   \n\n  ", "holds no words"),
+    (b"\x00\x01\x02binary\x00", "not a text file"),
+    (b"caf\xe9 au lait " * 10, "not UTF-8"),
+    (b"one two three four", "occurs 5 or more times"),
+])
+def test_bad_corpora_are_refused_with_a_clear_message(tmp_path, content, message):
+    p = tmp_path / "bad.txt"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(CorpusError, match=message):
+        prepare(str(p), str(tmp_path / "wd"))
+    assert not (tmp_path / "wd" / "data" / "prepare.json").exists()
+    leftovers = list((tmp_path / "wd" / "data").glob("*")) if (tmp_path / "wd" / "data").exists() else []
+    assert leftovers == []  # nothing half-written
+
+
+def test_bad_archives(tmp_path):
+    z = tmp_path / "two.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("a.txt", "x y"); f.writestr("b.txt", "y z")
+    with pytest.raises(CorpusError, match="exactly one"):
+        prepare(str(z), str(tmp_path / "wd"))
+    g = tmp_path / "trunc.gz"
+    g.write_bytes(gzip.compress(b"word " * 100000)[:200])
+    with pytest.raises(CorpusError, match="corrupt or truncated"):
+        prepare(str(g), str(tmp_path / "wd"))
+    fake = tmp_path / "fake.zip"
+    fake.write_bytes(b"this is not a zip")
+    with pytest.raises(CorpusError, match="not a valid zip"):
+        prepare(str(fake), str(tmp_path / "wd"))

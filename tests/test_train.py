@@ -1,0 +1,83 @@
+"""Short real trainings: every model x loss learns, and the work dir holds what it should."""
+
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+
+from w2vjax import make_config
+from w2vjax.prepare import prepare
+from w2vjax.train import default_corpus, run_training, train_and_evaluate
+
+NUMBERS = {"zero", "one", "three", "four", "five", "six", "seven", "eight", "nine"}
+MONTHS = {"february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"}
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """The first 300k words of the embedded text8 sample (real English Wikipedia text)."""
+    words = gzip.open(default_corpus()).read().split()[:300_000]
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    path.write_bytes(b" ".join(words))
+    return str(path)
+
+
+def _top(vectors, vocab, word, n=10):
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    order = np.argsort(-(v @ v[vocab.index[word]]))
+    return [vocab.words[i] for i in order[1: n + 1]]
+
+
+@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+@pytest.mark.parametrize("loss", ["ns", "hs", "softmax"])
+def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model, loss):
+    # full softmax is O(V) per example: cap the vocabulary so the test stays fast
+    extra = {"max_vocab": 1500} if loss == "softmax" else {}
+    cfg = make_config(model=model, loss=loss, dim=50, epochs=2, seed=1, log_every_s=0.0, **extra)
+    corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count, cfg.data.max_vocab)
+    summary = run_training(cfg, corpus, str(tmp_path), progress=False)
+    vectors = summary["_vectors"]
+    assert np.isfinite(summary["final_loss"])
+    two, january = _top(vectors, corpus.vocab, "two"), _top(vectors, corpus.vocab, "january")
+    assert len(NUMBERS & set(two)) >= 2, two
+    assert len(MONTHS & set(january)) >= 1, january
+    # the loss went down
+    first = json.loads(open(tmp_path / "metrics.jsonl").readline())
+    assert summary["final_loss"] < first["loss"]
+
+
+def test_workdir_outputs_load_in_gensim(small_corpus, tmp_path):
+    gensim = pytest.importorskip("gensim")
+    cfg = make_config(model="skipgram", loss="ns", dim=16, epochs=1, log_every_s=0.0)
+    summary = train_and_evaluate(cfg, str(tmp_path), small_corpus, progress=False, log=lambda *a: None)
+    for name in ("config.json", "vocab.txt", "metrics.jsonl", "vectors.txt", "vectors.bin", "summary.json"):
+        assert os.path.getsize(tmp_path / name) > 0, name
+    assert not list(tmp_path.glob("*.tmp"))
+    txt = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.txt"), binary=False)
+    binv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.bin"), binary=True)
+    assert len(txt) == len(binv) == summary["vocab_size"] and txt.vector_size == 16
+    np.testing.assert_allclose(txt["the"], binv["the"], rtol=1e-6)
+    assert txt.index_to_key[:3] == ["the", "of", "and"]
+    lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    assert len(lines) >= 2
+    for rec in lines:
+        assert {"step", "words", "raw_words_per_s", "effective_words_per_s", "lr", "loss"} <= set(rec)
+    assert [r["words"] for r in lines] == sorted(r["words"] for r in lines)
+    assert lines[-1]["words"] == summary["raw_words"]
+    assert lines[0]["lr"] > lines[-1]["lr"]
+    saved = json.load(open(tmp_path / "summary.json"))
+    for key in ("total_seconds", "raw_words_per_s", "vocab_size", "final_loss"):
+        assert key in saved
+    assert "analogy_total" in saved["eval"] and "ws353_spearman" in saved["eval"]
+    assert json.load(open(tmp_path / "config.json"))["model"]["model"] == "skipgram"
+
+
+def test_same_seed_same_vectors(small_corpus, tmp_path):
+    cfg = make_config(model="cbow", loss="ns", dim=8, epochs=1)
+    corpus = prepare(small_corpus, str(tmp_path), 5)
+    a = run_training(cfg, corpus, str(tmp_path), progress=False)["_vectors"]
+    b = run_training(cfg, corpus, str(tmp_path), progress=False)["_vectors"]
+    np.testing.assert_array_equal(a, b)
