@@ -123,3 +123,10 @@ def test_scan_of_updates_equals_sequential_updates():
     for k in params:
         np.testing.assert_allclose(s1.params[k], params[k], rtol=1e-6, atol=1e-7)
     assert float(metrics["examples"]) == 9.0
+
+
+def test_full_softmax_is_chunked_for_large_vocabularies():
+    small = make_config(loss="softmax", batch_size=256)
+    assert step_lib.softmax_chunk(small, 10_000) == 0
+    assert step_lib.softmax_chunk(small, 1_000_000) == (1 << 24) // 256
+    assert step_lib.softmax_chunk(make_config(loss="softmax", softmax_chunk=100), 10) == 100

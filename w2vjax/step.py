@@ -106,12 +106,25 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, params: dict, c
     return out
 
 
+MAX_SOFTMAX_LOGITS = 1 << 24  # [batch, V] logits above this many floats are computed in chunks
+
+
+def softmax_chunk(cfg: Config, vocab_size: int) -> int:
+    """Vocabulary chunk for the full softmax: 0 (dense) while ``[batch, V]`` stays small."""
+    if cfg.train.softmax_chunk:
+        return cfg.train.softmax_chunk
+    if cfg.train.batch_size * vocab_size <= MAX_SOFTMAX_LOGITS:
+        return 0
+    return max(256, MAX_SOFTMAX_LOGITS // cfg.train.batch_size)
+
+
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
     """One SGD update on one micro-batch: ``(params, opt_state, step, key, mb) -> (..., loss_sum)``."""
     m = cfg.model
     tx = make_optimizer(cfg)
+    chunk = softmax_chunk(cfg, tables.noise_accept.shape[0])
     loss_fn = functools.partial(objectives.example_loss, model=m.model, loss=m.loss,
-                                cbow_mean=m.cbow_mean, softmax_chunk=cfg.train.softmax_chunk)
+                                cbow_mean=m.cbow_mean, softmax_chunk=chunk)
 
     def update(params, opt_state, step, key, mb):
         rows, ids, aux = objectives.gather(params, mb, tables, m.loss, jax.random.fold_in(key, step),

@@ -201,6 +201,9 @@ class Prefetcher:
 
     _DONE = object()
 
+    class _Error(NamedTuple):
+        exc: BaseException
+
     def __init__(self, iterator, size: int = 4, transform=None):
         self._q: queue.Queue = queue.Queue(maxsize=size)
         self._stop = threading.Event()
@@ -225,7 +228,7 @@ class Prefetcher:
                 if not self._put((self._transform(batch), *rest)):
                     return
         except BaseException as e:  # re-raised in the consumer
-            self._put(("__error__", e))
+            self._put(self._Error(e))
             return
         self._put(self._DONE)
 
@@ -234,8 +237,8 @@ class Prefetcher:
             item = self._q.get()
             if item is self._DONE:
                 return
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0] == "__error__":
-                raise item[1]
+            if isinstance(item, self._Error):
+                raise item.exc
             yield item
 
     def close(self):

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from . import step as step_lib
+from . import export, step as step_lib
 from .config import Config
 from .prepare import Corpus, prepare
 from .stream import Position, Prefetcher, Streamer, StreamSpec
@@ -74,11 +74,9 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``vectors.txt``,
     ``vectors.bin`` and ``summary.json``; returns the summary.
     """
-    from . import export
     t_start = time.time()
     cfg = config.validate()
     corpus = corpus or default_corpus()
-    os.makedirs(workdir, exist_ok=True)
     data = prepare(corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
     _atomic_write(os.path.join(workdir, "config.json"), cfg.to_json() + "\n")
     log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
