@@ -76,10 +76,11 @@ def run_w2vjax(args, model, loss, workdir):
     from w2vjax.train import train_and_evaluate
     cfg = make_config(model=model, loss=loss, dim=args.dim, window=args.window, min_count=args.min_count,
                       sample=args.sample, negative=args.negative, epochs=args.epochs, seed=args.seed,
-                      batch_size=args.batch_size, row_update_cap=args.row_update_cap)
+                      batch_size=args.batch_size, row_update_cap=args.row_update_cap,
+                      shared_negatives=args.shared_negatives or None)
     s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False, log=lambda *a: None)
     import jax
-    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.train.batch_size})",
+    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}{' windows' if cfg.windows else ''})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
             "effective_words_per_s": s["effective_words_per_s"], "vocab_size": s["vocab_size"],
             "vectors": os.path.join(workdir, "vectors.bin"), "final_loss": s["final_loss"]}
@@ -140,6 +141,7 @@ def main():
     p.add_argument("--workers", type=int, default=2, help="gensim worker threads")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--row-update-cap", type=float, default=None)
+    p.add_argument("--shared-negatives", action="store_true")
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     # child-process arguments
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)

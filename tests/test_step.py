@@ -130,3 +130,29 @@ def test_full_softmax_is_chunked_for_large_vocabularies():
     assert step_lib.softmax_chunk(small, 10_000) == 0
     assert step_lib.softmax_chunk(small, 1_000_000) == (1 << 24) // 256
     assert step_lib.softmax_chunk(make_config(loss="softmax", softmax_chunk=100), 10) == 100
+
+
+def test_shared_negatives_window_equals_its_pairs_with_the_same_negatives():
+    """A skip-gram center window with one set of negatives = the sum of its (context, center)
+    pair losses, each using that same set (so the gradient is the per-pair closed form summed)."""
+    cfg = make_config(model="skipgram", loss="ns", dim=6, window=2, negative=3, shared_negatives=True)
+    assert cfg.windows and cfg.batch_size == 48
+    tables = step_lib.make_tables(VOCAB, cfg)
+    rng = np.random.default_rng(3)
+    params = {"emb_in": jnp.asarray(rng.normal(0, 0.3, (12, 6)), jnp.float32),
+              "emb_out": jnp.asarray(rng.normal(0, 0.3, (12, 6)), jnp.float32)}
+    mb = _batch("cbow", rng, 4, 12)  # window layout: inp [B, 2W] + inp_mask, out [B]
+    key = jax.random.key(5)
+    rows, ids, aux = objectives.gather(params, mb, tables, "ns", key, 3)
+    window = objectives.example_loss(rows, mb, aux, "skipgram", "ns")
+    w_in, w_out = np.asarray(params["emb_in"], np.float64), np.asarray(params["emb_out"], np.float64)
+    for e in range(4):
+        expect = 0.0
+        for c, m in zip(np.asarray(mb["inp"][e]), np.asarray(mb["inp_mask"][e])):
+            if not m:
+                continue
+            out = np.asarray(ids["out"][e])
+            pos = np.log(sig(w_in[c] @ w_out[out[0]]))
+            neg = sum(np.log(sig(-w_in[c] @ w_out[n])) * k for n, k in zip(out[1:], np.asarray(aux["neg_mask"][e])))
+            expect -= pos + neg
+        assert float(window[e]) == pytest.approx(expect * float(mb["mask"][e]), rel=1e-5, abs=1e-6)

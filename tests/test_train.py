@@ -49,6 +49,14 @@ def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model
     assert summary["final_loss"] < first["loss"]
 
 
+def test_shared_negatives_learns_related_words(small_corpus, tmp_path):
+    cfg = make_config(model="skipgram", loss="ns", shared_negatives=True, dim=50, epochs=2, log_every_s=0.0)
+    corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
+    summary = run_training(cfg, corpus, str(tmp_path), progress=False)
+    assert len(NUMBERS & set(_top(summary["_vectors"], corpus.vocab, "two"))) >= 2
+    assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
+
+
 def test_workdir_outputs_load_in_gensim(small_corpus, tmp_path):
     gensim = pytest.importorskip("gensim")
     cfg = make_config(model="skipgram", loss="ns", dim=16, epochs=1, log_every_s=0.0)

@@ -37,6 +37,7 @@ class ModelConfig:
     dim: int = 100
     negative: int = 5
     cbow_mean: bool = True  # CBOW input vector: mean (True) or sum (False) of the context vectors
+    shared_negatives: bool = False  # skip-gram NS: one set of negatives per center window (faster)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class TrainConfig:
     epochs: int = 5
     lr: Optional[float] = None  # None: 0.05 for CBOW, 0.025 for skip-gram (word2vec.c)
     min_lr_ratio: float = 1e-4  # word2vec.c floors the rate at lr * 1e-4
-    batch_size: int = 256  # examples (skip-gram pairs or CBOW windows) per update
+    batch_size: Optional[int] = None  # examples per update; None: 256 (48 windows for shared negatives)
     steps_per_call: int = 128  # updates run inside one jitted call (lax.scan)
     seed: int = 1
     log_every_s: float = 2.0  # seconds between metrics.jsonl lines / progress refreshes
@@ -65,6 +66,21 @@ class Config:
             return self.train.lr
         return 0.05 if self.model.model == "cbow" else 0.025
 
+    @property
+    def windows(self) -> bool:
+        """Whether examples are center windows ``[2W]`` (CBOW; skip-gram with shared
+        negatives, where a center's output rows are gathered once for all its contexts) or
+        skip-gram (context, center) pairs."""
+        m = self.model
+        return m.model == "cbow" or (m.loss == "ns" and m.shared_negatives)
+
+    @property
+    def batch_size(self) -> int:
+        if self.train.batch_size is not None:
+            return self.train.batch_size
+        # a skip-gram window holds ~2 * mean(b) = 6 (context, center) pairs at window 5
+        return 48 if (self.model.model == "skipgram" and self.windows) else 256
+
     def validate(self) -> "Config":
         d, m, t = self.data, self.model, self.train
         checks = [
@@ -75,6 +91,8 @@ class Config:
             (m.loss != "ns" or m.negative >= 1,
              f"--negative must be at least 1 with --loss ns, got {m.negative}"),
             (m.negative >= 0, f"--negative must not be negative, got {m.negative}"),
+            (not m.shared_negatives or (m.model == "skipgram" and m.loss == "ns"),
+             "--shared-negatives applies to --model skipgram --loss ns only"),
             (d.min_count >= 1, f"--min-count must be at least 1, got {d.min_count}"),
             (d.max_vocab is None or d.max_vocab >= 2,
              f"--max-vocab must be at least 2, got {d.max_vocab}"),
@@ -85,7 +103,7 @@ class Config:
             (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 < t.min_lr_ratio <= 1, f"min_lr_ratio must be in (0, 1], got {t.min_lr_ratio}"),
-            (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
+            (t.batch_size is None or t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
             (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
             (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
             (t.row_update_cap >= 0, f"--row-update-cap must be >= 0, got {t.row_update_cap}"),

@@ -7,7 +7,12 @@ This is the one place where a model x objective pair is put together:
 only; :mod:`w2vjax.step` scatters the updates back.
 
 * skip-gram (word2vec.c's direction): the input vector is the *context* word's
-  row of ``emb_in``; the *center* word is predicted.
+  row of ``emb_in``; the *center* word is predicted.  Examples are either
+  (context, center) pairs or center windows (``inp`` ``[B, 2W]`` with a mask):
+  in a window (used with ``shared_negatives``) every context is its own input
+  vector and the center's output rows (the center and one set of noise words) are
+  gathered once and broadcast over the contexts: one set of negatives per center,
+  as BlazingText does, instead of word2vec.c's one set per pair.
 * CBOW: the input vector is the mean (or sum) of the context words' rows; the
   center word is predicted.  word2vec.c and gensim do not apply the exact
   gradient to the context rows: with the mean they add the full ``dL/dh`` to
@@ -100,6 +105,8 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
                  cbow_mean: bool = True, exact_grad: bool = False,
                  softmax_chunk: int = 0) -> jax.Array:
     """Per-example loss ``[B]`` (zero where ``batch['mask']`` is 0)."""
+    if model == "skipgram" and rows["in"].ndim == 3:  # center windows [B, 2W, D]
+        return _skipgram_window_loss(rows, batch, aux, loss)
     h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
     if loss == "ns":
         out = rows["out"]
@@ -109,3 +116,14 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     else:
         per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk, rows.get("bias"))
     return per * batch["mask"]
+
+
+def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.Array:
+    """Skip-gram over center windows with shared negatives: the sum over contexts ``c``
+    of the negative-sampling loss of (input ``v_c``, center, the center's noise words)."""
+    if loss != "ns":
+        raise ValueError("skip-gram center windows are used with negative sampling only")
+    h = rows["in"]  # [B, C, D]
+    out = rows["out"][:, None]  # [B, 1, 1 + K, D], broadcast over the C contexts
+    per = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], aux["neg_mask"][:, None])
+    return (per * batch["inp_mask"]).sum(-1) * batch["mask"]

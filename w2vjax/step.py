@@ -100,6 +100,8 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, params: dict, c
     if ids["out"] is None:
         out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
         return out
+    if mb["inp"].ndim == 2 and aux.get("contexts") is not None:  # skip-gram window: one touch per context
+        mask = mask * aux["contexts"]
     w_out = mask[:, None] * aux.get("path_mask", jnp.ones(ids["out"].shape, jnp.float32))
     m_out = _multiplicity(ids["out"], w_out, params["emb_out"].shape[0])
     out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
@@ -113,9 +115,10 @@ def softmax_chunk(cfg: Config, vocab_size: int) -> int:
     """Vocabulary chunk for the full softmax: 0 (dense) while ``[batch, V]`` stays small."""
     if cfg.train.softmax_chunk:
         return cfg.train.softmax_chunk
-    if cfg.train.batch_size * vocab_size <= MAX_SOFTMAX_LOGITS:
+    rows = cfg.batch_size * (2 * cfg.data.window if cfg.model.model == "skipgram" and cfg.windows else 1)
+    if rows * vocab_size <= MAX_SOFTMAX_LOGITS:
         return 0
-    return max(256, MAX_SOFTMAX_LOGITS // cfg.train.batch_size)
+    return max(256, MAX_SOFTMAX_LOGITS // rows)
 
 
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
@@ -129,6 +132,8 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
     def update(params, opt_state, step, key, mb):
         rows, ids, aux = objectives.gather(params, mb, tables, m.loss, jax.random.fold_in(key, step),
                                            m.negative)
+        if m.model == "skipgram" and cfg.windows:
+            aux["contexts"] = mb["inp_mask"].sum(-1)
         def total(r):
             per = loss_fn(r, mb, aux)
             return per.sum(), per.sum()

@@ -52,6 +52,7 @@ class StreamSpec(NamedTuple):
     epochs: int
     seed: int
     block_words: int = 1 << 16
+    windows: bool = False  # skip-gram as center windows (like CBOW) instead of pairs
 
 
 def block_bounds(sentences: np.ndarray, block_words: int) -> np.ndarray:
@@ -67,9 +68,10 @@ def block_examples(ids: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray
                    epoch: int, block: int, lo: int, hi: int) -> dict[str, np.ndarray]:
     """All examples of tokens ``ids[lo:hi]`` (whole sentences) for ``(seed, epoch, block)``.
 
-    Returns arrays with a leading example axis.  Skip-gram: ``inp`` (context id),
-    ``out`` (center id), ``pos`` (raw token index of the center).  CBOW: ``inp``
-    ``[n, 2W]`` context ids, ``inp_mask`` ``[n, 2W]``, ``out`` (center), ``pos``.
+    Returns arrays with a leading example axis.  Skip-gram pairs: ``inp`` (context
+    id), ``out`` (center id), ``pos`` (raw token index of the center).  Windows (CBOW,
+    or skip-gram with ``spec.windows``): ``inp`` ``[n, 2W]`` context ids,
+    ``inp_mask`` ``[n, 2W]``, ``out`` (center), ``pos``.
     """
     rng = np.random.default_rng([spec.seed, epoch, block])
     w = spec.window
@@ -90,7 +92,7 @@ def block_examples(ids: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray
     jc = np.clip(j, 0, max(m - 1, 0))
     valid &= ksid[jc] == ksid[:, None]
     pos = kept + lo
-    if spec.model == "skipgram":
+    if spec.model == "skipgram" and not spec.windows:
         rows, cols = np.nonzero(valid)
         return {"inp": ktok[jc[rows, cols]].astype(np.int32), "out": ktok[rows].astype(np.int32),
                 "pos": pos[rows]}

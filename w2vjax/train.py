@@ -83,7 +83,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         f"(min-count {cfg.data.min_count})")
     log(f"model {cfg.model.model}/{cfg.model.loss} dim {cfg.model.dim} window {cfg.data.window} "
         f"negative {cfg.model.negative} sample {cfg.data.sample} epochs {cfg.train.epochs} "
-        f"lr {cfg.lr} batch {cfg.train.batch_size}x{cfg.train.steps_per_call} "
+        f"lr {cfg.lr} batch {cfg.batch_size}{' windows' if cfg.windows else ''}x{cfg.train.steps_per_call} "
         f"on {jax.devices()[0].platform}")
     summary = run_training(cfg, data, workdir, progress=progress)
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
@@ -101,8 +101,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     """The loop: stream -> jitted step -> metrics.  Returns the summary (+ ``_vectors``)."""
     vocab = data.vocab
     keep = vocab.keep_prob(cfg.data.sample)
-    spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.train.batch_size, cfg.train.steps_per_call,
-                      cfg.train.epochs, cfg.train.seed)
+    spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
+                      cfg.train.epochs, cfg.train.seed, windows=cfg.windows)
     streamer = Streamer(data, keep, spec)
     total = streamer.total_words
     keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
