@@ -43,7 +43,7 @@ def test_one_update_equals_word2vec_c(model, loss):
               "emb_out": jnp.asarray(rng.normal(0, 0.3, state.params["emb_out"].shape), jnp.float32)}
     mb = _batch(model, rng, 5, len(VOCAB))
     step = jnp.int32(3)
-    new, _, _ = jax.jit(update)(params, state.opt_state, step, state.key, mb)
+    new, _, _, _ = jax.jit(update)(params, state.opt_state, step, state.key, mb)
 
     # Closed form, example by example, all from the same old parameters (one batched step).
     lr = 0.3 + (0.3e-4 - 0.3) * 37.0 / total_words
@@ -116,7 +116,7 @@ def test_scan_of_updates_equals_sequential_updates():
     s0 = step_lib.init_state(cfg, len(VOCAB))
     params, opt, key = s0.params, s0.opt_state, s0.key
     for i, mb in enumerate(mbs):
-        params, opt, _ = update(params, opt, jnp.int32(i), key, mb)
+        params, opt, _, _ = update(params, opt, jnp.int32(i), key, mb)
     params = jax.device_get(params)
     s1, metrics = train_step(step_lib.init_state(cfg, len(VOCAB)), batch)
     assert int(s1.step) == 3
@@ -156,3 +156,16 @@ def test_shared_negatives_window_equals_its_pairs_with_the_same_negatives():
             neg = sum(np.log(sig(-w_in[c] @ w_out[n])) * k for n, k in zip(out[1:], np.asarray(aux["neg_mask"][e])))
             expect -= pos + neg
         assert float(window[e]) == pytest.approx(expect * float(mb["mask"][e]), rel=1e-5, abs=1e-6)
+
+
+def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
+    ids = {"in": jnp.asarray([0, 1, 1, 1, 2], jnp.int32), "out": jnp.asarray([[3, 3], [3, 4], [3, 3], [4, 4], [5, 3]])}
+    mb = {"inp": ids["in"], "mask": jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])}
+    grads = {"in": jnp.ones((5, 2)), "out": jnp.ones((5, 2, 2))}
+    bufs = {"emb_in": jnp.zeros(6), "emb_out": jnp.zeros(6)}
+    capped, bufs = step_lib.cap_row_updates(grads, ids, {}, mb, bufs, cap=2.0)
+    # row 1 is touched 3 times (scale 2/3); rows 0 and 2 (masked example) at most once
+    np.testing.assert_allclose(capped["in"][:, 0], [1, 2 / 3, 2 / 3, 2 / 3, 1])
+    # output row 3 is touched 5 times by unmasked examples (scale 2/5), row 4 three times (2/3)
+    np.testing.assert_allclose(capped["out"][:4, :, 0], [[0.4, 0.4], [0.4, 2 / 3], [0.4, 0.4], [2 / 3, 2 / 3]])
+    assert not np.any(bufs["emb_in"]) and not np.any(bufs["emb_out"])  # buffers handed back all-zero

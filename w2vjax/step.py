@@ -73,14 +73,22 @@ def init_state(cfg: Config, vocab_size: int) -> TrainState:
     return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
 
 
-def _multiplicity(ids: jax.Array, weights: jax.Array, num_rows: int) -> jax.Array:
-    """How many (weighted) times each id's row is touched in this update, gathered back to ``ids``."""
-    counts = jnp.zeros((num_rows,), jnp.float32).at[ids.reshape(-1)].add(
-        jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="promise_in_bounds")
-    return counts[ids]
+def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """How many (weighted) times each id's row is touched in this update, gathered back to ``ids``.
+
+    ``zeros`` is an all-zero ``[rows]`` buffer; it is returned all-zero again (only the
+    touched entries are reset), so a scan can carry it instead of filling ``[V]`` every update.
+    """
+    flat = ids.reshape(-1)
+    counts = zeros.at[flat].add(jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="promise_in_bounds")
+    return counts[ids], counts.at[flat].set(0.0, mode="promise_in_bounds")
 
 
-def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, params: dict, cap: float) -> dict:
+def count_buffers(params: dict) -> dict:
+    return {k: jnp.zeros(v.shape[:1], jnp.float32) for k, v in params.items()}
+
+
+def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: dict, cap: float):
     """Scale the summed update of a row touched ``m`` times by ``1 / max(1, m / cap)``.
 
     word2vec.c applies the updates of one row one after another, each on the
@@ -95,17 +103,17 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, params: dict, c
     """
     mask = mb["mask"]
     w_in = mask if mb["inp"].ndim == 1 else mask[:, None] * mb["inp_mask"]
-    m_in = _multiplicity(ids["in"], w_in, params["emb_in"].shape[0])
+    m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
     out = {"in": grads["in"] / jnp.maximum(1.0, m_in / cap)[..., None]}
     if ids["out"] is None:
         out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
-        return out
+        return out, dict(bufs, emb_in=buf_in)
     if mb["inp"].ndim == 2 and aux.get("contexts") is not None:  # skip-gram window: one touch per context
         mask = mask * aux["contexts"]
     w_out = mask[:, None] * aux.get("path_mask", jnp.ones(ids["out"].shape, jnp.float32))
-    m_out = _multiplicity(ids["out"], w_out, params["emb_out"].shape[0])
+    m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
     out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
-    return out
+    return out, {"emb_in": buf_in, "emb_out": buf_out}
 
 
 MAX_SOFTMAX_LOGITS = 1 << 24  # [batch, V] logits above this many floats are computed in chunks
@@ -122,14 +130,18 @@ def softmax_chunk(cfg: Config, vocab_size: int) -> int:
 
 
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
-    """One SGD update on one micro-batch: ``(params, opt_state, step, key, mb) -> (..., loss_sum)``."""
+    """One SGD update on one micro-batch.
+
+    ``(params, opt_state, step, key, mb, bufs) -> (params, opt_state, loss_sum, bufs)``, where
+    ``bufs`` are the all-zero count buffers of :func:`count_buffers` (None: made here).
+    """
     m = cfg.model
     tx = make_optimizer(cfg)
     chunk = softmax_chunk(cfg, tables.noise_accept.shape[0])
     loss_fn = functools.partial(objectives.example_loss, model=m.model, loss=m.loss,
                                 cbow_mean=m.cbow_mean, softmax_chunk=chunk)
 
-    def update(params, opt_state, step, key, mb):
+    def update(params, opt_state, step, key, mb, bufs=None):
         rows, ids, aux = objectives.gather(params, mb, tables, m.loss, jax.random.fold_in(key, step),
                                            m.negative)
         if m.model == "skipgram" and cfg.windows:
@@ -143,7 +155,9 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
-            grads = cap_row_updates(grads, ids, aux, mb, params, cfg.train.row_update_cap)
+            if bufs is None:
+                bufs = count_buffers(params)
+            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(mb["words"]))
         opt_state = opt_state._replace(hyperparams=hyper)
         upd, opt_state = tx.update(grads, opt_state)
@@ -152,7 +166,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             emb_out = params["emb_out"] + upd["out"]
         else:
             emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
-        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, loss_sum
+        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, loss_sum, bufs
 
     return update
 
@@ -168,14 +182,15 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int):
     update = make_update(cfg, tables, schedule)
 
     def micro(carry, mb):
-        params, opt_state, step, key = carry
-        params, opt_state, loss_sum = update(params, opt_state, step, key, mb)
-        return (params, opt_state, step + 1, key), loss_sum
+        params, opt_state, step, key, bufs = carry
+        params, opt_state, loss_sum, bufs = update(params, opt_state, step, key, mb, bufs)
+        return (params, opt_state, step + 1, key, bufs), loss_sum
 
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state: TrainState, batch: dict):
-        carry = (state.params, state.opt_state, state.step, state.key)
-        (params, opt_state, step, key), loss_sums = jax.lax.scan(micro, carry, batch)
+        bufs = count_buffers(state.params) if cfg.train.row_update_cap > 0 else None
+        carry = (state.params, state.opt_state, state.step, state.key, bufs)
+        (params, opt_state, step, key, _), loss_sums = jax.lax.scan(micro, carry, batch)
         metrics = {"loss_sum": loss_sums.sum(), "examples": batch["mask"].sum(),
                    "lr": opt_state.hyperparams["learning_rate"]}
         return TrainState(step, params, opt_state, key), metrics
