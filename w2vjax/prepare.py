@@ -40,16 +40,29 @@ class CorpusError(ValueError):
     """The corpus cannot be used; the message says why and what to do."""
 
 
+def read_u32(path: str, lo: int, hi: int) -> np.ndarray:
+    """Tokens ``lo:hi`` of a uint32 file, read into memory (not mapped: pages of a memory map
+    that were read stay in the process's RSS, which would then grow with the corpus)."""
+    return np.fromfile(path, dtype=np.uint32, count=max(hi - lo, 0), offset=4 * lo)
+
+
 @dataclasses.dataclass(frozen=True)
 class Corpus:
     vocab: Vocab
-    ids: np.ndarray  # [N] uint32 memmap
+    ids: np.ndarray  # [N] uint32 memmap (random access)
     sentences: np.ndarray  # [S + 1] int64 boundaries into ids
     source: str
+    ids_path: str = ""  # the file behind ids, read block by block by the streamer
 
     @property
     def num_words(self) -> int:
         return int(self.ids.shape[0])
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        """Token ids ``lo:hi`` as an in-memory uint32 array."""
+        if self.ids_path:
+            return read_u32(self.ids_path, lo, hi)
+        return np.asarray(self.ids[lo:hi])
 
 
 def open_corpus(path: str) -> BinaryIO:
@@ -149,10 +162,9 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
             words, line_breaks, n_raw = _first_pass(stream, path, tmp_ids)
         if n_raw == 0:
             raise CorpusError(f"corpus {path!r} holds no words (only whitespace)")
-        prov = np.memmap(tmp_ids, np.uint32, "r", shape=(n_raw,))
         counts = np.zeros(len(words), np.int64)
         for s in range(0, n_raw, 1 << 24):
-            counts += np.bincount(prov[s: s + (1 << 24)], minlength=len(words))
+            counts += np.bincount(read_u32(tmp_ids, s, min(s + (1 << 24), n_raw)), minlength=len(words))
         vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
         if len(vocab) == 0:
             raise CorpusError(
@@ -163,9 +175,8 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
             raise CorpusError(f"only one word of corpus {path!r} is left by --min-count {min_count}; "
                               "lower --min-count or give a larger corpus")
         ids_path = os.path.join(data_dir, "ids.u32")
-        sentences = _second_pass(prov, old_to_new.astype(np.int64), line_breaks, ids_path + ".tmp",
+        sentences = _second_pass(tmp_ids, n_raw, old_to_new.astype(np.int64), line_breaks, ids_path + ".tmp",
                                  max_sentence_length)
-        del prov
         os.replace(ids_path + ".tmp", ids_path)
         np.save(os.path.join(data_dir, "sentences.npy.tmp.npy"), sentences)
         os.replace(os.path.join(data_dir, "sentences.npy.tmp.npy"), os.path.join(data_dir, "sentences.npy"))
@@ -205,14 +216,13 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
     return words, np.asarray(breaks, np.int64), n
 
 
-def _second_pass(prov, old_to_new, line_breaks, out_path, max_len) -> np.ndarray:
-    n_raw = prov.shape[0]
+def _second_pass(prov_path, n_raw, old_to_new, line_breaks, out_path, max_len) -> np.ndarray:
     kept_before = []  # in-vocab tokens before each raw chunk start
     n_kept = 0
     block = 1 << 24
     with open(out_path, "wb") as out:
         for s in range(0, n_raw, block):
-            new = old_to_new[prov[s: s + block]]
+            new = old_to_new[read_u32(prov_path, s, min(s + block, n_raw))]
             keep = new >= 0
             kept_before.append(n_kept)
             out.write(new[keep].astype(np.uint32).tobytes())
@@ -224,7 +234,7 @@ def _second_pass(prov, old_to_new, line_breaks, out_path, max_len) -> np.ndarray
         for bi, s in enumerate(range(0, n_raw, block)):
             sel = (line_breaks >= s) & (line_breaks < s + block)
             if sel.any():
-                keep_mask = old_to_new[prov[s: s + block]] >= 0
+                keep_mask = old_to_new[read_u32(prov_path, s, min(s + block, n_raw))] >= 0
                 csum = np.concatenate([[0], np.cumsum(keep_mask)])
                 keep_all[sel] = kept_before[bi] + csum[line_breaks[sel] - s]
         keep_all[line_breaks >= n_raw] = n_kept
@@ -249,7 +259,8 @@ def load_corpus(workdir: str) -> Corpus:
         meta = json.load(f)
     vocab = Vocab.load(os.path.join(workdir, "vocab.txt"))
     n = vocab.total
-    ids = np.memmap(os.path.join(data_dir, "ids.u32"), np.uint32, "r", shape=(n,))
+    ids_path = os.path.join(data_dir, "ids.u32")
+    ids = np.memmap(ids_path, np.uint32, "r", shape=(n,))
     sentences = np.load(os.path.join(data_dir, "sentences.npy"))
     source = (meta.get("fingerprint") or {}).get("corpus", "?")
-    return Corpus(vocab, ids, sentences, source)
+    return Corpus(vocab, ids, sentences, source, ids_path)

@@ -64,9 +64,9 @@ def block_bounds(sentences: np.ndarray, block_words: int) -> np.ndarray:
     return np.unique(bounds)
 
 
-def block_examples(ids: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray, spec: StreamSpec,
+def block_examples(tokens: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray, spec: StreamSpec,
                    epoch: int, block: int, lo: int, hi: int) -> dict[str, np.ndarray]:
-    """All examples of tokens ``ids[lo:hi]`` (whole sentences) for ``(seed, epoch, block)``.
+    """All examples of ``tokens`` (the ids ``lo:hi``, whole sentences) for ``(seed, epoch, block)``.
 
     Returns arrays with a leading example axis.  Skip-gram pairs: ``inp`` (context
     id), ``out`` (center id), ``pos`` (raw token index of the center).  Windows (CBOW,
@@ -75,7 +75,7 @@ def block_examples(ids: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray
     """
     rng = np.random.default_rng([spec.seed, epoch, block])
     w = spec.window
-    tok = np.asarray(ids[lo:hi], dtype=np.int64)
+    tok = np.asarray(tokens, dtype=np.int64)
     n = len(tok)
     s_lo = np.searchsorted(sentences, lo, "right") - 1
     s_hi = np.searchsorted(sentences, hi, "left")
@@ -123,7 +123,7 @@ class Streamer:
 
     def examples(self, epoch: int, block: int) -> dict[str, np.ndarray]:
         lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
-        return block_examples(self.corpus.ids, self.corpus.sentences, self.keep_prob, self.spec,
+        return block_examples(self.corpus.tokens(lo, hi), self.corpus.sentences, self.keep_prob, self.spec,
                               epoch, block, lo, hi)
 
     def _blocks(self, start: Position):
