@@ -25,8 +25,12 @@ def _write(path, text, kind):
     return str(path)
 
 
-@pytest.mark.parametrize("kind", ["txt", "gz", "bz2", "zip"])
-def test_formats_give_the_same_ids(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["txt", "gz", "bz2", "zip", "txt-tiny-blocks"])
+def test_formats_give_the_same_ids(tmp_path, kind, monkeypatch):
+    if kind == "txt-tiny-blocks":  # ids remapped 3 tokens at a time: line breaks on block edges
+        import sys
+        monkeypatch.setattr(sys.modules["w2vjax.prepare"], "BLOCK_TOKENS", 3)
+        kind = "txt"
     c = prepare(_write(tmp_path / "c.txt", TEXT, kind), str(tmp_path / "wd"), min_count=2)
     assert c.vocab.words == ("the", "cat", "sat", "on")  # ties keep first-occurrence order
     assert c.vocab.counts.tolist() == [6, 2, 2, 2]

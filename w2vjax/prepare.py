@@ -33,6 +33,7 @@ import numpy as np
 from .vocab import Vocab, build_vocab
 
 CHUNK_BYTES = 1 << 22
+BLOCK_TOKENS = 1 << 22  # tokens per block when remapping ids: bounds temporary memory
 PREPARE_VERSION = 1
 
 
@@ -163,8 +164,8 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         if n_raw == 0:
             raise CorpusError(f"corpus {path!r} holds no words (only whitespace)")
         counts = np.zeros(len(words), np.int64)
-        for s in range(0, n_raw, 1 << 24):
-            counts += np.bincount(read_u32(tmp_ids, s, min(s + (1 << 24), n_raw)), minlength=len(words))
+        for s in range(0, n_raw, BLOCK_TOKENS):
+            counts += np.bincount(read_u32(tmp_ids, s, min(s + BLOCK_TOKENS, n_raw)), minlength=len(words))
         vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
         if len(vocab) == 0:
             raise CorpusError(
@@ -217,30 +218,22 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
 
 
 def _second_pass(prov_path, n_raw, old_to_new, line_breaks, out_path, max_len) -> np.ndarray:
-    kept_before = []  # in-vocab tokens before each raw chunk start
+    """Map provisional ids to vocabulary ids (dropping OOV tokens) block by block, and move
+    the raw line breaks to in-vocabulary positions; returns the sentence bounds."""
+    line_starts = np.zeros(len(line_breaks), np.int64)
     n_kept = 0
-    block = 1 << 24
     with open(out_path, "wb") as out:
-        for s in range(0, n_raw, block):
-            new = old_to_new[read_u32(prov_path, s, min(s + block, n_raw))]
+        for s in range(0, n_raw, BLOCK_TOKENS):
+            e = min(s + BLOCK_TOKENS, n_raw)
+            new = old_to_new[read_u32(prov_path, s, e)]
             keep = new >= 0
-            kept_before.append(n_kept)
+            sel = (line_breaks >= s) & (line_breaks < e)
+            if sel.any():  # kept tokens before each break = kept before the block + inside it
+                csum = np.concatenate([[0], np.cumsum(keep, dtype=np.int32)])
+                line_starts[sel] = n_kept + csum[line_breaks[sel] - s]
             out.write(new[keep].astype(np.uint32).tobytes())
-            # map the line breaks that fall in this block
             n_kept += int(keep.sum())
-    # in-vocab position of each raw line break: kept tokens before it
-    if len(line_breaks):
-        keep_all = np.zeros(len(line_breaks), np.int64)
-        for bi, s in enumerate(range(0, n_raw, block)):
-            sel = (line_breaks >= s) & (line_breaks < s + block)
-            if sel.any():
-                keep_mask = old_to_new[read_u32(prov_path, s, min(s + block, n_raw))] >= 0
-                csum = np.concatenate([[0], np.cumsum(keep_mask)])
-                keep_all[sel] = kept_before[bi] + csum[line_breaks[sel] - s]
-        keep_all[line_breaks >= n_raw] = n_kept
-        line_starts = keep_all
-    else:
-        line_starts = np.zeros(0, np.int64)
+    line_starts[line_breaks >= n_raw] = n_kept
     bounds = np.unique(np.concatenate([[0], line_starts, [n_kept]]))
     # cut every line into pieces of at most max_len words
     lengths = np.diff(bounds)
