@@ -23,16 +23,22 @@ class UsageError(ValueError):
 
 
 def _train(args) -> int:
-    from .train import train_and_evaluate
+    from .train import Interrupted, train_and_evaluate
     cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
                       negative=args.negative, min_count=args.min_count, max_vocab=args.max_vocab,
                       sample=args.sample, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       steps_per_call=args.steps_per_call, seed=args.seed,
                       noise_exponent=args.noise_exponent, cbow_mean=not args.cbow_sum,
                       shared_negatives=args.shared_negatives or None,
+                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+                      keep=args.keep,
                       max_sentence_length=args.max_sentence_length)
-    summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
-                                 progress=not args.quiet)
+    try:
+        summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
+                                     progress=not args.quiet, force=args.force)
+    except Interrupted as e:
+        print(f"w2vjax: {e}", file=sys.stderr)
+        return 130
     print(f"trained {summary['raw_words']:,} words in {summary['train_seconds']:.1f} s: "
           f"{summary['raw_words_per_s']:,.0f} raw words/s, "
           f"{summary['effective_words_per_s']:,.0f} effective words/s, final loss {summary['final_loss']:.4f}")
@@ -104,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-call", type=int, default=128, help="updates per jitted call (lax.scan)")
     t.add_argument("--cbow-sum", action="store_true", help="CBOW input is the sum, not the mean")
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save a checkpoint every N updates (also every --checkpoint-minutes, at each "
+                        "epoch end, on SIGINT/SIGTERM and at the end); rerunning resumes from the latest")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    t.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    t.add_argument("--force", action="store_true",
+                   help="discard checkpoints of a run with other settings in --workdir and start over")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)

@@ -13,6 +13,8 @@ import json
 from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
+# Train settings that change how a run is carried out but not what it computes.
+RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep")
 LOSSES = ("ns", "hs", "softmax")
 
 
@@ -52,6 +54,9 @@ class TrainConfig:
     prefetch: int = 4  # batches the host streamer keeps ready
     row_update_cap: float = 16.0  # a row's summed update per step counts at most this many examples; 0 = off
     softmax_chunk: int = 0  # vocab chunk for full softmax's logsumexp; 0 = automatic
+    checkpoint_every: int = 0  # save every N updates (0: off); also at each epoch end and at the end
+    checkpoint_minutes: float = 10.0  # and every M minutes (0: off)
+    keep: int = 3  # checkpoints kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +112,9 @@ class Config:
             (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
             (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
             (t.row_update_cap >= 0, f"--row-update-cap must be >= 0, got {t.row_update_cap}"),
+            (t.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {t.checkpoint_every}"),
+            (t.checkpoint_minutes >= 0, f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes}"),
+            (t.keep >= 1, f"--keep must be at least 1, got {t.keep}"),
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
         ]
         for ok, message in checks:
@@ -116,6 +124,13 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the trained vectors (what a resumed run must share)."""
+        d = self.to_dict()
+        for k in RUNTIME_FIELDS:
+            d["train"].pop(k, None)
+        return d
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Config":

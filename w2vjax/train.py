@@ -7,9 +7,12 @@ evaluation.  Values come back to the host only at logging steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 import time
 from importlib import resources
@@ -19,13 +22,36 @@ import jax
 import numpy as np
 
 from . import export, step as step_lib
-from .config import Config
+from .checkpoint import Checkpoints
+from .config import Config, ConfigError
 from .prepare import Corpus, prepare
 from .stream import Position, Prefetcher, Streamer, StreamSpec
 
 
 class TrainingError(RuntimeError):
     pass
+
+
+class Interrupted(RuntimeError):
+    """Training stopped on a signal after saving a checkpoint; rerun the same command to resume."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: dict):
+    """SIGINT/SIGTERM set ``flag['signal']`` so the loop saves a checkpoint and stops cleanly."""
+    def handler(signum, frame):
+        flag["signal"] = signum
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers
+        previous = {}
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 def default_corpus() -> str:
@@ -66,17 +92,42 @@ class Progress:
                 self._next_pct += 10
 
 
+def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
+    """Refuse a work dir whose checkpoints belong to a run with other settings (unless ``force``,
+    which deletes those checkpoints and starts over)."""
+    path = os.path.join(workdir, "config.json")
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not (os.path.exists(path) and os.path.isdir(ckpts) and os.listdir(ckpts)):
+        return
+    try:
+        with open(path) as f:
+            old = Config.from_dict(json.load(f)).identity()
+    except (ValueError, ConfigError) as e:
+        old = {"unreadable": str(e)}
+    if old == cfg.identity():
+        return
+    if force:
+        shutil.rmtree(ckpts)
+        return
+    diffs = [f"{sec}.{k}: {old.get(sec, {}).get(k)!r} -> {v!r}" for sec, fields in cfg.identity().items()
+             for k, v in fields.items() if old.get(sec, {}).get(k) != v]
+    raise ConfigError(f"work dir {workdir!r} holds a run with other settings ({'; '.join(diffs[:3])}); "
+                      "use another --workdir, or --force to discard its checkpoints and start over")
+
+
 def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
-                       evaluate: bool = True, progress: bool = True,
-                       log=print) -> dict[str, Any]:
+                       evaluate: bool = True, progress: bool = True, force: bool = False,
+                       log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
-    Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``vectors.txt``,
-    ``vectors.bin`` and ``summary.json``; returns the summary.
+    Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
+    ``vectors.txt``, ``vectors.bin`` and ``summary.json``; returns the summary.  A work dir
+    with checkpoints of the same settings is resumed from the latest one.
     """
     t_start = time.time()
     cfg = config.validate()
     corpus = corpus or default_corpus()
+    check_workdir(cfg, workdir, force)
     data = prepare(corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
     _atomic_write(os.path.join(workdir, "config.json"), cfg.to_json() + "\n")
     log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
@@ -85,7 +136,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         f"negative {cfg.model.negative} sample {cfg.data.sample} epochs {cfg.train.epochs} "
         f"lr {cfg.lr} batch {cfg.batch_size}{' windows' if cfg.windows else ''}x{cfg.train.steps_per_call} "
         f"on {jax.devices()[0].platform}")
-    summary = run_training(cfg, data, workdir, progress=progress)
+    summary = run_training(cfg, data, workdir, progress=progress, log=log, stop_after_calls=stop_after_calls)
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
     export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
     export.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vectors.words, vectors.vectors)
@@ -97,8 +148,13 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     return summary
 
 
-def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = True) -> dict[str, Any]:
-    """The loop: stream -> jitted step -> metrics.  Returns the summary (+ ``_vectors``)."""
+def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = True, log=print,
+                 stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+    """The loop: stream -> jitted step -> metrics and checkpoints.  Returns the summary (+ ``_vectors``).
+
+    Resumes from the latest checkpoint in ``workdir``.  ``stop_after_calls`` stops (with a
+    checkpoint, as a signal would) after that many calls: a hook for tests.
+    """
     vocab = data.vocab
     keep = vocab.keep_prob(cfg.data.sample)
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
@@ -109,17 +165,27 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     tables = step_lib.make_tables(vocab, cfg)
     state = step_lib.init_state(cfg, len(vocab))
     train_step = step_lib.make_train_step(cfg, tables, total)
+    ckpt = Checkpoints(workdir, cfg.train.keep)
+    position, words_done = Position(), 0
+    restored = ckpt.restore(state)
+    if restored is not None:
+        state, position, words_done, _ = restored
+        log(f"resuming from checkpoint at step {int(state.step):,} ({words_done:,} of {total:,} words done)")
+    start_words = words_done
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     bar = Progress(total, enabled=progress)
     pending: list[dict] = []
-    last_log_t = t0 = time.time()
-    last_words = 0
-    words_done = 0
+    last_log_t = last_save_t = t0 = time.time()
+    last_words = words_done
     final_loss = float("nan")
     loss_total, examples_total = 0.0, 0.0
-    prefetch = Prefetcher(streamer(Position()), cfg.train.prefetch, transform=jax.device_put)
-    with open(metrics_path, "w") as mf:
+    identity = cfg.identity()
+    stop: dict = {}
+    saved_epoch, calls = position.epoch, 0
+    start_step = last_save_step = int(state.step)
+    prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=jax.device_put)
+    with open(metrics_path, "a" if restored else "w") as mf, _stop_on_signals(stop):
         def flush(now: float, final: bool = False):
             nonlocal pending, last_log_t, last_words, final_loss, loss_total, examples_total
             got = jax.device_get(pending)
@@ -149,20 +215,44 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             for batch, position, words_done in prefetch:
                 state, m = train_step(state, batch)
                 pending.append(m)
+                calls += 1
                 now = time.time()
                 if now - last_log_t >= cfg.train.log_every_s:
                     flush(now)
+                steps = start_step + calls * cfg.train.steps_per_call
+                if stop_after_calls is not None and calls >= stop_after_calls:
+                    stop["signal"] = "stop_after_calls"
+                due = (position.epoch > saved_epoch
+                       or (cfg.train.checkpoint_every and steps - last_save_step >= cfg.train.checkpoint_every)
+                       or (cfg.train.checkpoint_minutes and now - last_save_t >= 60 * cfg.train.checkpoint_minutes))
+                if due or stop:
+                    if pending:
+                        flush(now)  # also checks the loss for NaN before anything is saved
+                    last_save_step = ckpt.save(state, position, words_done, identity)
+                    saved_epoch, last_save_t = position.epoch, now
+                if stop:
+                    ckpt.wait()
+                    raise Interrupted(f"stopped at step {last_save_step:,} ({words_done:,} of {total:,} words) "
+                                      f"with a checkpoint in {ckpt.directory}; run the same command to resume")
             jax.block_until_ready(state.params)
             if pending:
                 flush(time.time(), final=True)
+            ckpt.save(state, position, words_done, identity)
         finally:
             prefetch.close()
+            ckpt.close()
     seconds = time.time() - t0
+    if calls == 0 and restored is not None:  # the run was already complete: report its last loss
+        with open(metrics_path) as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+        final_loss = lines[-1]["loss"] if lines else final_loss
     vectors = np.asarray(jax.device_get(state.params["emb_in"]))
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
-    return {"train_seconds": seconds, "raw_words": total, "raw_words_per_s": total / seconds,
-            "effective_words_per_s": total * keep_rate / seconds, "subsample_keep_rate": keep_rate,
+    trained = total - start_words  # words trained by this process (less than total after a resume)
+    return {"train_seconds": seconds, "raw_words": total, "raw_words_this_run": trained,
+            "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
+            "subsample_keep_rate": keep_rate,
             "vocab_size": len(vocab), "train_words_per_epoch": vocab.total, "epochs": cfg.train.epochs,
             "examples": examples_total, "final_loss": final_loss,
             "mean_loss": loss_total / max(examples_total, 1.0), "steps": int(jax.device_get(state.step)),

@@ -1,0 +1,95 @@
+"""Orbax checkpoints: an interrupted run resumed from its work dir ends with the same vectors."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from w2vjax import make_config
+from w2vjax.config import ConfigError
+from w2vjax.train import Interrupted, default_corpus, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    words = gzip.open(default_corpus()).read().split()[:60_000]
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_bytes(b" ".join(words))
+    return str(path)
+
+
+def _train(cfg, workdir, corpus, **kw):
+    return train_and_evaluate(cfg, str(workdir), corpus, evaluate=False, progress=False,
+                              log=lambda *a: None, **kw)
+
+
+def _vectors(workdir):
+    return open(workdir / "vectors.bin", "rb").read()
+
+
+@pytest.mark.parametrize("model,loss,stops", [("skipgram", "ns", [3, 5]), ("cbow", "hs", [2])])
+def test_resumed_run_is_bitwise_identical(corpus, tmp_path, model, loss, stops):
+    cfg = make_config(model=model, loss=loss, dim=16, epochs=3, batch_size=64, steps_per_call=8,
+                      min_count=3)
+    _train(cfg, tmp_path / "straight", corpus)
+    resumed = tmp_path / "resumed"
+    for k in stops:  # interrupted after k calls, then k more, ...
+        with pytest.raises(Interrupted, match="run the same command to resume"):
+            _train(cfg, resumed, corpus, stop_after_calls=k)
+    summary = _train(cfg, resumed, corpus)
+    assert summary["raw_words_this_run"] < summary["raw_words"]
+    assert _vectors(resumed) == _vectors(tmp_path / "straight")
+    # rerunning a finished run changes nothing
+    _train(cfg, resumed, corpus)
+    assert _vectors(resumed) == _vectors(tmp_path / "straight")
+
+
+def test_workdir_with_other_settings_is_refused_unless_forced(corpus, tmp_path):
+    cfg = make_config(model="cbow", dim=8, epochs=1, min_count=3)
+    _train(cfg, tmp_path, corpus)
+    other = make_config(model="cbow", dim=12, epochs=1, min_count=3)
+    with pytest.raises(ConfigError, match="other settings.*dim.*--force"):
+        _train(other, tmp_path, corpus)
+    # runtime-only settings (logging, checkpoint cadence) do not count as other settings
+    _train(make_config(model="cbow", dim=8, epochs=1, min_count=3, log_every_s=0.1, keep=1), tmp_path, corpus)
+    _train(other, tmp_path, corpus, force=True)
+    assert open(tmp_path / "vectors.txt").readline().split()[1] == "12"
+
+
+def _cli(corpus, workdir):
+    import sys
+    return [sys.executable, "-m", "w2vjax", "train", corpus, "--workdir", str(workdir), "--model", "skipgram",
+            "--dim", "16", "--epochs", "4", "--batch-size", "64", "--steps-per-call", "8", "--min-count", "3",
+            "--checkpoint-every", "128", "--quiet", "--no-eval"]
+
+
+def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import time
+    import sys
+    straight = tmp_path / "straight"
+    assert subprocess.run(_cli(corpus, straight), capture_output=True).returncode == 0
+    expect = _vectors(straight)
+    work = tmp_path / "killed"
+    rng = random.Random(1234)
+    # SIGTERM: a clean stop with a checkpoint and a one-line message
+    p = subprocess.Popen(_cli(corpus, work), stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    if p.returncode == 130:
+        assert "run the same command to resume" in err and "Traceback" not in err
+    else:  # it had already finished
+        assert p.returncode == 0
+    # SIGKILL at random moments (start-up, prepare, training, saving), then run to the end
+    for trial in range(3):
+        p = subprocess.Popen(_cli(corpus, work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 9.0))
+        p.kill()
+        p.wait()
+    r = subprocess.run(_cli(corpus, work), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _vectors(work) == expect
+    assert not [d for d in (work / "checkpoints").iterdir() if "tmp" in d.name]

@@ -1,0 +1,70 @@
+"""Orbax checkpoints of the whole run: train state, stream position, words done.
+
+One checkpoint is ``checkpoints/<step>/`` with two items: ``state`` (step, both tables,
+optimizer state, PRNG key data) and ``meta`` (stream position, raw words done, the config).
+Orbax writes each checkpoint under a temporary name and renames it when complete, so a
+process killed mid-save leaves the previous checkpoint as the latest one.  Saves are
+asynchronous; the arrays handed to Orbax are host copies, because the device tables are
+donated to the next train step while the save may still be writing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from .step import TrainState
+from .stream import Position
+
+
+def _saveable(state: TrainState) -> dict:
+    tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "key": jax.random.key_data(state.key)}
+    return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
+
+
+class Checkpoints:
+    def __init__(self, workdir: str, keep: int = 3):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+                                                 enable_async_checkpointing=True))
+
+    def latest_step(self) -> Optional[int]:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState, position: Position, words_done: int, config: dict) -> int:
+        tree = _saveable(state)
+        step = int(tree["step"])
+        if step in self.manager.all_steps():
+            return step
+        meta = {"position": list(position), "words_done": int(words_done), "config": config}
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                        meta=ocp.args.JsonSave(meta)), force=True)
+        return step
+
+    def restore(self, template: TrainState) -> Optional[tuple[TrainState, Position, int, dict]]:
+        """The latest complete checkpoint as ``(state, position, words_done, config)``, or None."""
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saveable(template))
+        got = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                 meta=ocp.args.JsonRestore()))
+        tree, meta = got.state, got.meta
+        state = TrainState(jax.numpy.asarray(tree["step"]), jax.tree.map(jax.numpy.asarray, tree["params"]),
+                           jax.tree.map(jax.numpy.asarray, tree["opt_state"]),
+                           jax.random.wrap_key_data(jax.numpy.asarray(tree["key"])))
+        return state, Position(*meta["position"]), int(meta["words_done"]), meta["config"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
