@@ -93,3 +93,29 @@ def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp
     assert r.returncode == 0, r.stderr
     assert _vectors(work) == expect
     assert not [d for d in (work / "checkpoints").iterdir() if "tmp" in d.name]
+
+
+def test_damaged_latest_checkpoint_falls_back_to_an_older_one(corpus, tmp_path):
+    cfg = make_config(model="skipgram", loss="ns", dim=16, epochs=3, batch_size=64, steps_per_call=8,
+                      min_count=3, checkpoint_every=64)
+    _train(cfg, tmp_path / "straight", corpus)
+    work = tmp_path / "damaged"
+    with pytest.raises(Interrupted):
+        _train(cfg, work, corpus, stop_after_calls=20)
+    steps = sorted(int(d.name) for d in (work / "checkpoints").iterdir() if d.name.isdigit())
+    assert len(steps) >= 2
+    latest = work / "checkpoints" / str(steps[-1])
+    damaged = [f for f in latest.rglob("*") if f.is_file() and f.stat().st_size > 0]
+    for f in damaged:  # truncate every file of the latest checkpoint
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    messages = []
+    train_and_evaluate(cfg, str(work), corpus, evaluate=False, progress=False, log=messages.append)
+    assert any("unreadable" in m for m in messages), messages
+    assert _vectors(work) == _vectors(tmp_path / "straight")
+    # every checkpoint damaged: a clear error, nothing silently restarted
+    from w2vjax.checkpoint import CheckpointError
+    for f in (work / "checkpoints").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="can be read.*delete that folder"):
+        _train(cfg, work, corpus)

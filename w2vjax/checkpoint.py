@@ -27,6 +27,10 @@ def _saveable(state: TrainState) -> dict:
     return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
 
 
+class CheckpointError(RuntimeError):
+    """No checkpoint in the work dir can be read."""
+
+
 class Checkpoints:
     def __init__(self, workdir: str, keep: int = 3):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
@@ -48,15 +52,29 @@ class Checkpoints:
                                                         meta=ocp.args.JsonSave(meta)), force=True)
         return step
 
-    def restore(self, template: TrainState) -> Optional[tuple[TrainState, Position, int, dict]]:
-        """The latest complete checkpoint as ``(state, position, words_done, config)``, or None."""
-        step = self.manager.latest_step()
-        if step is None:
+    def restore(self, template: TrainState, log=print) -> Optional[tuple[TrainState, Position, int, dict]]:
+        """The latest readable checkpoint as ``(state, position, words_done, config)``, or None.
+
+        A checkpoint that cannot be read (corrupted or truncated files) is reported and skipped
+        for the one before it; resuming from an older checkpoint is just as exact.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saveable(template))
-        got = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                 meta=ocp.args.JsonRestore()))
-        tree, meta = got.state, got.meta
+        for step in steps:
+            try:
+                got = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                tree, meta = got.state, got.meta
+                Position(*meta["position"]), int(meta["words_done"])
+                break
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                log(f"warning: checkpoint {step} in {self.directory} is unreadable ({first}); trying an older one")
+        else:
+            raise CheckpointError(f"no checkpoint in {self.directory} can be read (all {len(steps)} are damaged); "
+                                  "delete that folder to start over")
         state = TrainState(jax.numpy.asarray(tree["step"]), jax.tree.map(jax.numpy.asarray, tree["params"]),
                            jax.tree.map(jax.numpy.asarray, tree["opt_state"]),
                            jax.random.wrap_key_data(jax.numpy.asarray(tree["key"])))

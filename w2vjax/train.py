@@ -167,7 +167,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     train_step = step_lib.make_train_step(cfg, tables, total)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     position, words_done = Position(), 0
-    restored = ckpt.restore(state)
+    restored = ckpt.restore(state, log=log)
     if restored is not None:
         state, position, words_done, _ = restored
         log(f"resuming from checkpoint at step {int(state.step):,} ({words_done:,} of {total:,} words done)")
