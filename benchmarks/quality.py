@@ -49,7 +49,6 @@ def text_file(corpus: str, tmp: str) -> str:
 
 
 def run_gensim(args, model, loss, workdir):
-    import logging
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
     t0 = time.time()

@@ -1,21 +1,15 @@
 """Orbax checkpoints: an interrupted run resumed from its work dir ends with the same vectors."""
 
-import gzip
-
-import numpy as np
 import pytest
 
 from w2vjax import make_config
 from w2vjax.config import ConfigError
-from w2vjax.train import Interrupted, default_corpus, train_and_evaluate
+from w2vjax.train import Interrupted, train_and_evaluate
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    words = gzip.open(default_corpus()).read().split()[:60_000]
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_bytes(b" ".join(words))
-    return str(path)
+@pytest.fixture
+def corpus(head_corpus):
+    return head_corpus(60_000)
 
 
 def _train(cfg, workdir, corpus, **kw):
@@ -68,7 +62,6 @@ def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp
     import signal
     import subprocess
     import time
-    import sys
     straight = tmp_path / "straight"
     assert subprocess.run(_cli(corpus, straight), capture_output=True).returncode == 0
     expect = _vectors(straight)

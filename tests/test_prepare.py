@@ -2,7 +2,6 @@ import bz2
 import gzip
 import zipfile
 
-import numpy as np
 import pytest
 
 from w2vjax.prepare import CorpusError, prepare

@@ -1,6 +1,5 @@
 """Short real trainings: every model x loss learns, and the work dir holds what it should."""
 
-import gzip
 import json
 import os
 
@@ -9,20 +8,16 @@ import pytest
 
 from w2vjax import make_config
 from w2vjax.prepare import prepare
-from w2vjax.train import default_corpus, run_training, train_and_evaluate
+from w2vjax.train import run_training, train_and_evaluate
 
 NUMBERS = {"zero", "one", "three", "four", "five", "six", "seven", "eight", "nine"}
 MONTHS = {"february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december"}
 
 
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory):
-    """The first 300k words of the embedded text8 sample (real English Wikipedia text)."""
-    words = gzip.open(default_corpus()).read().split()[:300_000]
-    path = tmp_path_factory.mktemp("corpus") / "small.txt"
-    path.write_bytes(b" ".join(words))
-    return str(path)
+@pytest.fixture
+def small_corpus(head_corpus):
+    return head_corpus(300_000)
 
 
 def _top(vectors, vocab, word, n=10):

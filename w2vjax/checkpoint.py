@@ -11,7 +11,7 @@ donated to the next train step while the save may still be writing.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import numpy as np

@@ -15,11 +15,7 @@ import argparse
 import os
 import sys
 
-from .config import ConfigError, make_config
-
-
-class UsageError(ValueError):
-    pass
+from .config import make_config
 
 
 def _train(args) -> int:

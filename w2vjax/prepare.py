@@ -22,7 +22,6 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
-import io
 import json
 import os
 import zipfile
