@@ -28,7 +28,14 @@ def _saveable(state: TrainState) -> dict:
 
 
 class CheckpointError(RuntimeError):
-    """No checkpoint in the work dir can be read."""
+    """A checkpoint could not be written, or none in the work dir can be read."""
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e)
+    if "No space left on device" in text or getattr(e, "errno", None) == 28:
+        return "the disk is full (No space left on device)"
+    return (text.strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 class Checkpoints:
@@ -48,9 +55,22 @@ class Checkpoints:
         if step in self.manager.all_steps():
             return step
         meta = {"position": list(position), "words_done": int(words_done), "config": config}
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                                        meta=ocp.args.JsonSave(meta)), force=True)
+        try:  # orbax first waits for the previous asynchronous save: its errors surface here too
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                            meta=ocp.args.JsonSave(meta)), force=True)
+        except Exception as e:
+            raise self._save_error(e) from None
         return step
+
+    def _save_error(self, e: BaseException) -> CheckpointError:
+        try:
+            self.manager.reload()
+            latest = self.manager.latest_step()
+        except Exception:
+            latest = None
+        kept = f"the latest complete checkpoint is step {latest}" if latest is not None else "no checkpoint is complete"
+        return CheckpointError(f"saving a checkpoint in {self.directory} failed: {_reason(e)}; {kept}; "
+                               "fix that and run the same command to resume")
 
     def restore(self, template: TrainState, log=print) -> Optional[tuple[TrainState, Position, int, dict]]:
         """The latest readable checkpoint as ``(state, position, words_done, config)``, or None.
@@ -81,8 +101,20 @@ class Checkpoints:
         return state, Position(*meta["position"]), int(meta["words_done"]), meta["config"]
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise self._save_error(e) from None
 
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for the last save and close; ``raise_errors=False`` when already failing."""
+        try:
+            self.wait()
+        except CheckpointError:
+            if raise_errors:
+                raise
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                pass

@@ -12,6 +12,7 @@ W2VJAX_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -141,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not os.environ.get("W2VJAX_DEBUG"):
+        # Orbax reports a failed background save through absl's logger, with tracebacks; the
+        # error itself reaches us and is printed as one line.
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -240,7 +240,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             ckpt.save(state, position, words_done, identity)
         finally:
             prefetch.close()
-            ckpt.close()
+            ckpt.close(raise_errors=sys.exc_info()[0] is None)
     seconds = time.time() - t0
     if calls == 0 and restored is not None:  # the run was already complete: report its last loss
         with open(metrics_path) as f:
