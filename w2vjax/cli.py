@@ -28,7 +28,7 @@ def _train(args) -> int:
                       noise_exponent=args.noise_exponent, cbow_mean=not args.cbow_sum,
                       shared_negatives=args.shared_negatives or None,
                       checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
-                      keep=args.keep,
+                      keep=args.keep, row_update_cap=args.row_update_cap,
                       max_sentence_length=args.max_sentence_length)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
@@ -99,11 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--lr", type=float, default=None, help="default: 0.05 for cbow, 0.025 for skipgram")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="examples per SGD update (default 256; 48 center windows for skip-gram with hs "
-                        "or --shared-negatives)")
+                   help="examples per SGD update (default 256; 48 center windows with --shared-negatives)")
     t.add_argument("--shared-negatives", action="store_true",
                    help="skip-gram/ns: draw one set of negatives per center window instead of per pair "
-                        "(about 2x faster on CPU; see README for its measured quality)")
+                        "(about 1.3x faster on CPU; see README for its measured quality)")
+    t.add_argument("--row-update-cap", type=float, default=None,
+                   help="a row touched m times in one update gets its summed update scaled by "
+                        "1/max(1, m/CAP) (default 16; 0 turns it off; see README)")
     t.add_argument("--steps-per-call", type=int, default=128, help="updates per jitted call (lax.scan)")
     t.add_argument("--cbow-sum", action="store_true", help="CBOW input is the sum, not the mean")
     t.add_argument("--seed", type=int, default=1)

@@ -108,7 +108,7 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: dict, cap
     if ids["out"] is None:
         out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
         return out, dict(bufs, emb_in=buf_in)
-    if mb["inp"].ndim == 2 and aux.get("contexts") is not None:  # skip-gram window: one touch per context
+    if "contexts" in aux:  # skip-gram window: one touch per context
         mask = mask * aux["contexts"]
     w_out = mask[:, None] * aux.get("path_mask", jnp.ones(ids["out"].shape, jnp.float32))
     m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
@@ -123,10 +123,9 @@ def softmax_chunk(cfg: Config, vocab_size: int) -> int:
     """Vocabulary chunk for the full softmax: 0 (dense) while ``[batch, V]`` stays small."""
     if cfg.train.softmax_chunk:
         return cfg.train.softmax_chunk
-    rows = cfg.batch_size * (2 * cfg.data.window if cfg.model.model == "skipgram" and cfg.windows else 1)
-    if rows * vocab_size <= MAX_SOFTMAX_LOGITS:
+    if cfg.batch_size * vocab_size <= MAX_SOFTMAX_LOGITS:
         return 0
-    return max(256, MAX_SOFTMAX_LOGITS // rows)
+    return max(256, MAX_SOFTMAX_LOGITS // cfg.batch_size)
 
 
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
