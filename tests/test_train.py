@@ -84,3 +84,21 @@ def test_same_seed_same_vectors(small_corpus, tmp_path):
     a = run_training(cfg, corpus, str(tmp_path), progress=False)["_vectors"]
     b = run_training(cfg, corpus, str(tmp_path), progress=False)["_vectors"]
     np.testing.assert_array_equal(a, b)
+
+
+def test_eval_every_logs_quality_during_training(small_corpus, tmp_path):
+    cfg = make_config(model="cbow", loss="ns", dim=16, epochs=2, eval_every=0.5, log_every_s=0.0,
+                      steps_per_call=16)
+    corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
+    summary = run_training(cfg, corpus, str(tmp_path), progress=False)
+    lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    evals = [r for r in lines if "eval" in r]
+    # at 0.5, 1.0 and 1.5 epochs (the end of training is evaluated by train_and_evaluate)
+    assert len(evals) == 3, [r["epochs_done"] for r in evals]
+    for want, rec in zip((0.5, 1.0, 1.5), evals):
+        assert want <= rec["epochs_done"] < want + 0.1
+        assert {"analogy_total", "ws353_spearman", "simlex999_spearman"} <= set(rec["eval"])
+    assert [r["words"] for r in lines] == sorted(r["words"] for r in lines)
+    assert summary["eval_seconds_during_training"] > 0
+    # the loss records are still there, between the evaluations
+    assert sum("loss" in r for r in lines) >= 4

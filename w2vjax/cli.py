@@ -29,7 +29,7 @@ def _train(args) -> int:
                       shared_negatives=args.shared_negatives or None,
                       checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
                       keep=args.keep, row_update_cap=args.row_update_cap,
-                      max_sentence_length=args.max_sentence_length)
+                      max_sentence_length=args.max_sentence_length, eval_every=args.eval_every)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true",
                    help="discard checkpoints of a run with other settings in --workdir and start over")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    t.add_argument("--eval-every", type=float, default=0.0,
+                   help="also evaluate every this many epochs (e.g. 0.25) into metrics.jsonl, for "
+                        "quality-vs-words curves (default: 0, off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

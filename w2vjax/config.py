@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
 # Train settings that change how a run is carried out but not what it computes.
-RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep")
+RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every")
 LOSSES = ("ns", "hs", "softmax")
 
 
@@ -57,6 +57,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # save every N updates (0: off); also at each epoch end and at the end
     checkpoint_minutes: float = 10.0  # and every M minutes (0: off)
     keep: int = 3  # checkpoints kept
+    eval_every: float = 0.0  # evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl; 0: off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Config:
             (t.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {t.checkpoint_every}"),
             (t.checkpoint_minutes >= 0, f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes}"),
             (t.keep >= 1, f"--keep must be at least 1, got {t.keep}"),
+            (t.eval_every >= 0, f"--eval-every must be >= 0 epochs (0: off), got {t.eval_every}"),
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
         ]
         for ok, message in checks:

@@ -184,6 +184,9 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     stop: dict = {}
     saved_epoch, calls = position.epoch, 0
     start_step = last_save_step = int(state.step)
+    eval_interval = int(cfg.train.eval_every * vocab.total)
+    next_eval = (words_done // eval_interval + 1) * eval_interval if eval_interval else None
+    eval_seconds = 0.0
     prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=jax.device_put)
     with open(metrics_path, "a" if restored else "w") as mf, _stop_on_signals(stop):
         def flush(now: float, final: bool = False):
@@ -211,6 +214,21 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             bar.update(words_done, raw_wps, lr, loss, final=final)
             last_log_t, last_words = now, words_done
 
+        def periodic_eval():
+            """Evaluate the current input vectors into metrics.jsonl; its time is not training time."""
+            nonlocal last_log_t, eval_seconds
+            from . import evaluate as ev
+            t = time.time()
+            vecs = export.Vectors(list(vocab.words), np.asarray(jax.device_get(state.params["emb_in"])))
+            res = {k: v for k, v in ev.evaluate_all(vecs).items() if not isinstance(v, dict)}
+            dt = time.time() - t
+            rec = {"step": int(jax.device_get(state.step)), "words": words_done,
+                   "epochs_done": words_done / vocab.total, "eval": res, "eval_seconds": dt}
+            mf.write(json.dumps(rec) + "\n")
+            mf.flush()
+            last_log_t += dt
+            eval_seconds += dt
+
         try:
             for batch, position, words_done in prefetch:
                 state, m = train_step(state, batch)
@@ -219,6 +237,12 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
                 now = time.time()
                 if now - last_log_t >= cfg.train.log_every_s:
                     flush(now)
+                if next_eval is not None and words_done >= next_eval and words_done < total:
+                    if pending:
+                        flush(now)
+                    periodic_eval()
+                    next_eval = (words_done // eval_interval + 1) * eval_interval
+                    now = time.time()
                 steps = start_step + calls * cfg.train.steps_per_call
                 if stop_after_calls is not None and calls >= stop_after_calls:
                     stop["signal"] = "stop_after_calls"
@@ -241,7 +265,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
         finally:
             prefetch.close()
             ckpt.close(raise_errors=sys.exc_info()[0] is None)
-    seconds = time.time() - t0
+    seconds = time.time() - t0 - eval_seconds
     if calls == 0 and restored is not None:  # the run was already complete: report its last loss
         with open(metrics_path) as f:
             lines = [json.loads(l) for l in f if l.strip()]
@@ -250,7 +274,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
     trained = total - start_words  # words trained by this process (less than total after a resume)
-    return {"train_seconds": seconds, "raw_words": total, "raw_words_this_run": trained,
+    return {"train_seconds": seconds, "eval_seconds_during_training": eval_seconds, "raw_words": total, "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,
             "vocab_size": len(vocab), "train_words_per_epoch": vocab.total, "epochs": cfg.train.epochs,
