@@ -49,13 +49,21 @@ def text_file(corpus: str, tmp: str) -> str:
 
 
 def run_gensim(args, model, loss, workdir):
+    """Train gensim with ``args``' settings (text, dim, window, min_count, sample, negative,
+    workers, seed, epochs; optional alpha (min_alpha = alpha * 1e-4, as w2vjax) and ns_exponent,
+    else gensim's defaults) and save ``workdir/vectors.bin``.  Also used by experiments/."""
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
     t0 = time.time()
     sentences = LineSentence(args.text, max_sentence_length=10000)
+    extra = {}
+    if getattr(args, "alpha", None) is not None:
+        extra.update(alpha=args.alpha, min_alpha=args.alpha * 1e-4)
+    if getattr(args, "ns_exponent", None) is not None:
+        extra.update(ns_exponent=args.ns_exponent)
     m = Word2Vec(vector_size=args.dim, window=args.window, min_count=args.min_count, sample=args.sample,
                  sg=int(model == "skipgram"), hs=int(loss == "hs"), negative=args.negative if loss == "ns" else 0,
-                 workers=args.workers, seed=args.seed, epochs=args.epochs)
+                 workers=args.workers, seed=args.seed, epochs=args.epochs, **extra)
     m.build_vocab(sentences)
     t1 = time.time()
     effective, raw = m.train(sentences, total_examples=m.corpus_count, epochs=args.epochs)

@@ -1,0 +1,38 @@
+"""Knobs: one setting at a time around CBOW / negative sampling (w2vjax's default model,
+the fastest on CPU).
+
+dim {50, 100, 200, 300}, window {2, 5, 10}, negatives {2, 5, 10, 25}, sample {0, 1e-3, 1e-4,
+1e-5}, noise exponent {0, 0.5, 0.75, 1}, epochs {1, 3, 5, 10}; everything else at the
+baseline dim 100, window 5, 5 negatives, sample 1e-3, noise exponent 0.75, min-count 5, lr
+0.05, seed 1, **1 epoch** (shortened from word2vec's 5 to fit a 2-core machine; only the epochs
+knob trains longer).  The baseline appears once per knob but is one run (shared work dir, also
+the objectives study's ``cbow-ns5-sub``).  Differences smaller than the seed spread of
+``cbow-ns5`` (see ../seeds/results.md) are noise.
+
+Command:  python -m experiments.run knobs
+Corpus:   ../shared/data/corpora/enwiki2015_text8style.zip (16.9 M words)
+Expected runtime (2 cores, measured): about 30 min for the 14 one-epoch runs beyond the
+baseline, plus about 17 min for the epochs knob (3 + 5 + 10 epochs).
+
+Last result: (filled in from the committed results.md; see below)
+"""
+
+from .runner import Variant
+
+KNOBS = True  # one plot column per group
+BASE = dict(model="cbow", loss="ns", dim=100, window=5, negative=5, sample=1e-3, noise_exponent=0.75,
+            min_count=5, epochs=1, seed=1, eval_every=0.25)
+SWEEPS = {"dim": ("dim", [50, 100, 200, 300]), "window": ("window", [2, 5, 10]),
+          "negative": ("negative", [2, 5, 10, 25]), "sample": ("sample", [0.0, 1e-3, 1e-4, 1e-5]),
+          "noise": ("noise_exponent", [0.0, 0.5, 0.75, 1.0]), "epochs": ("epochs", [1, 3, 5, 10])}
+
+
+def variants() -> dict:
+    v = {}
+    for group, (key, values) in SWEEPS.items():
+        for x in values:
+            v[f"{group}-{x:g}"] = Variant({**BASE, key: x}, group=group, x=x)
+    smoke = dict(model="cbow", loss="ns", dim=16, min_count=2, epochs=1, seed=1)
+    v["smoke"] = Variant(smoke, group="smoke-dim", x=16, corpus="embedded")
+    v["smoke-dim8"] = Variant({**smoke, "dim": 8}, group="smoke-dim", x=8, corpus="embedded")
+    return v

@@ -1,0 +1,20 @@
+#!/bin/sh
+# The order the committed studies were run in on the 2-core machine (cheapest, most telling first);
+# every line resumes: finished variants are skipped.  Log: experiments/work/queue.log
+#
+# W2VJAX_SRC (optional): a directory holding a snapshot of the w2vjax package to train with, e.g.
+#   mkdir -p /tmp/pinned && git archive HEAD w2vjax | tar -x -C /tmp/pinned && git rev-parse HEAD > /tmp/pinned/COMMIT
+# so that edits to the working tree's w2vjax/ during a long study do not change its runs.
+cd "$(dirname "$0")/.." || exit 1
+if [ -n "$W2VJAX_SRC" ]; then
+  run() { PYTHONPATH="$W2VJAX_SRC:$PWD" nice -n 5 python -P -m experiments.run "$@"; }
+else
+  run() { nice -n 5 python -m experiments.run "$@"; }
+fi
+run objectives --variants 'cbow-ns5-sub,cbow-ns15-sub,cbow-hs-sub,cbow-ns5-nosub,cbow-ns15-nosub,cbow-hs-nosub,cbow-softmax10k-sub,cbow-ns5-10k-sub,cbow-softmax10k-nosub'
+run objectives --variants 'sg-ns5-sub,sg-hs-sub,sg-ns15-sub'
+run reference
+run seeds
+run knobs --variants 'dim-*,window-*,negative-*,sample-*,noise-*'
+run objectives --variants 'sg-ns5-nosub,sg-hs-nosub,sg-softmax10k-sub,sg-ns5-10k-sub,sg-ns15-nosub,sg-softmax10k-nosub'
+run knobs --variants 'epochs-*'
