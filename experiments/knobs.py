@@ -36,3 +36,19 @@ def variants() -> dict:
     v["smoke"] = Variant(smoke, group="smoke-dim", x=16, corpus="embedded")
     v["smoke-dim8"] = Variant({**smoke, "dim": 8}, group="smoke-dim", x=8, corpus="embedded")
     return v
+
+
+def notes(rows) -> str:
+    """Best value of each knob by each metric (computed from the rows above)."""
+    out = ["### Best value per knob", "", "| knob | values run | best by analogy | best by WS-353 | best by SimLex-999 |",
+           "|---|---|---|---|---|"]
+    for group in SWEEPS:
+        rs = [r for r in rows if r.get("group") == group and r.get("status") == "done"]
+        if not rs:
+            continue
+        best = [max(rs, key=lambda r: r[k]) for k in ("analogy_total", "ws353_spearman", "simlex999_spearman")]
+        values = ", ".join(f"{r['x']:g}" for r in rs)
+        out.append(f"| {group} | {values} | {best[0]['x']:g} "
+                   f"({100 * best[0]['analogy_total']:.2f} %) | {best[1]['x']:g} ({best[1]['ws353_spearman']:.3f}) "
+                   f"| {best[2]['x']:g} ({best[2]['simlex999_spearman']:.3f}) |")
+    return "\n".join(out)

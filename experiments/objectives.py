@@ -44,3 +44,35 @@ def variants() -> dict:
     v["smoke"] = Variant(dict(model="cbow", loss="ns", dim=16, min_count=2, epochs=1, eval_every=0.3, seed=1,
                               steps_per_call=4), corpus="embedded")
     return v
+
+
+def notes(rows) -> str:
+    """The paper's question, answered from this table's rows (computed, not written by hand)."""
+    done = {r["variant"]: r for r in rows if r.get("status") == "done"}
+    out = ["### Against Mikolov et al. 2013, Table 1", "",
+           "Computed from the rows above (analogy accuracy in points; WS-353 Spearman). Differences "
+           "below the seed spread (../seeds/results.md: about the size of the std there) are noise.", ""]
+    for m, model in MODELS.items():
+        for s in SAMPLES:
+            have = [(l, done[f"{m}-{l}-{s}"]) for l in LOSSES if f"{m}-{l}-{s}" in done]
+            if len(have) >= 2:
+                order = sorted(have, key=lambda lr: -lr[1]["analogy_total"])
+                out.append(f"- {model}, {s}: by analogy " + " > ".join(
+                    f"{l} ({100 * r['analogy_total']:.2f})" for l, r in order) + "; by WS-353 " + " > ".join(
+                    f"{l} ({r['ws353_spearman']:.3f})" for l, r in sorted(have, key=lambda lr: -lr[1]["ws353_spearman"])))
+        gains = []
+        for l in list(LOSSES) + ["softmax10k"]:
+            a, b = done.get(f"{m}-{l}-sub"), done.get(f"{m}-{l}-nosub")
+            if a and b:
+                gains.append(f"{l} {100 * (a['analogy_total'] - b['analogy_total']):+.2f} "
+                             f"(WS-353 {a['ws353_spearman'] - b['ws353_spearman']:+.3f}, "
+                             f"{a['raw_words_per_s'] / b['raw_words_per_s']:.1f}x raw words/s)")
+        if gains:
+            out.append(f"- {model}, gain from subsampling (sample 1e-3 minus 0): " + "; ".join(gains))
+        a, b = done.get(f"{m}-softmax10k-sub"), done.get(f"{m}-ns5-10k-sub")
+        if a and b:
+            out.append(f"- {model}, 10k-word vocabulary, sample 1e-3: full softmax {100 * a['analogy_total']:.2f} "
+                       f"vs NEG-5 {100 * b['analogy_total']:.2f} analogy ({a['analogy_answered']} answered), "
+                       f"WS-353 {a['ws353_spearman']:.3f} vs {b['ws353_spearman']:.3f}, "
+                       f"{a['raw_words_per_s']:,.0f} vs {b['raw_words_per_s']:,.0f} raw words/s")
+    return "\n".join(out)

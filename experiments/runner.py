@@ -5,7 +5,9 @@ the tool, the corpus and the settings that determine the vectors (``Config.ident
 the same run requested by two studies (the knobs' baseline is the objectives' CBOW/NS run and
 the seeds' seed 1) is trained once, and a finished run (``summary.json`` present) is never
 trained again: rerunning a study only runs what is missing, and an interrupted w2vjax run
-resumes from its checkpoint.  The prepared corpus (token ids, vocabulary) is made once per
+resumes from its checkpoint.  The hash covers every identity field of the w2vjax version that runs, so
+a w2vjax whose configuration gained fields makes new work dirs rather than reusing runs of
+another version (build reports with the version that trained: see queue.sh's W2VJAX_SRC).  The prepared corpus (token ids, vocabulary) is made once per
 (corpus, min-count, max-vocab) under ``WORKDIR/_prepared`` and hard-linked into each run.
 
 Reports.  ``RESULTS/<study>/`` receives ``results.md`` (the study's header, the table, seed
@@ -276,8 +278,8 @@ def markdown_table(rows: list[dict]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         done = r.get("status") == "done"
-        cells = [r["variant"], r["tool"]] + [_fmt(r.get(c), digits=2) if isinstance(r.get(c), float) and c != "sample"
-                                             else str(r.get(c, "")) for c in cols]
+        cells = [r["variant"], r["tool"]] + [f"{r[c]:g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                                             for c in cols]
         if done:
             cells += [f"{r['raw_words_per_s']:,.0f}", f"{r['effective_words_per_s']:,.0f}", f"{r['train_seconds']:.0f}",
                       _fmt(r.get("final_loss")),
