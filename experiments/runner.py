@@ -64,6 +64,7 @@ class Variant:
     group: str = ""
     x: Any = None
     corpus: Optional[str] = None
+    skip: str = ""  # a reason not to run it (too slow here, ...): listed in the table with the reason, never run
 
 
 def is_smoke(name: str) -> bool:
@@ -220,6 +221,9 @@ def collect(name: str, v: Variant, corpus: str, workroot: str) -> dict:
     workdir = os.path.join(workroot, run_key(v, corpus))
     row["workdir"] = os.path.relpath(workdir, workroot)
     path = os.path.join(workdir, "summary.json")
+    if v.skip:
+        row["status"] = f"skipped: {v.skip}"
+        return row
     if not os.path.exists(path):
         row["status"] = "not run" if not os.path.exists(workdir) else "unfinished"
         return row
@@ -597,6 +601,9 @@ def run_study(study: str, variants: Optional[str] = None, corpus: Optional[str] 
     if not report_only:
         for n in names:
             v = allv[n]
+            if v.skip:
+                statuses[n] = "skipped"
+                continue
             try:
                 statuses[n], _ = run_variant(n, v, corpus_of(v), workroot, log=log)
             except KeyboardInterrupt:
