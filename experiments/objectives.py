@@ -14,10 +14,10 @@ Settings: dim 100, window 5, min-count 5, lr 0.025 (skip-gram) / 0.05 (CBOW), se
 Full softmax is O(V) per example, so it uses the 10,000 most frequent words only (max_vocab
 10000), beside an NEG-5 run at the same cap for a fair comparison; their analogy accuracy is
 over fewer answered questions and not comparable with the full-vocabulary rows.  Even so it
-ran at ~20k raw words/s (CBOW, 1 epoch: about 13 min), so only CBOW with subsampling was run;
+ran at ~17k raw words/s (CBOW, 1 epoch: 15 min), so only CBOW with subsampling was run;
 the other softmax variants are listed as skipped, with the reason.
 Expected runtime (2 cores, measured): see "min of training and evaluation" below (CBOW runs
-1-2 min each, the CBOW softmax run about 13 min, skip-gram runs several minutes each).
+1-2 min each, the CBOW softmax run 15 min, skip-gram runs several minutes each).
 
 Last result: (filled in from the committed results.md; see below)
 """
@@ -30,7 +30,7 @@ LOSSES = {"ns5": dict(loss="ns", negative=5), "ns15": dict(loss="ns", negative=1
 SAMPLES = {"sub": 1e-3, "nosub": 0.0}
 MODELS = {"cbow": "cbow", "sg": "skipgram"}
 # Full softmax turned out far slower than a first (misleading) probe suggested: CBOW over 10k words
-# trained at about 20k raw words/s here (cbow-softmax10k-sub), so only that variant runs.
+# trained at about 17k raw words/s here (cbow-softmax10k-sub), so only that variant runs.
 SOFTMAX_SKIP = {
     "cbow": "too slow on 2 CPU cores: full softmax over 10k words ran at ~20k raw words/s "
             "(cbow-softmax10k-sub); without subsampling more examples per word, over 15 min",
