@@ -32,7 +32,7 @@ MODELS = {"cbow": "cbow", "sg": "skipgram"}
 # Full softmax turned out far slower than a first (misleading) probe suggested: CBOW over 10k words
 # trained at about 17k raw words/s here (cbow-softmax10k-sub), so only that variant runs.
 SOFTMAX_SKIP = {
-    "cbow": "too slow on 2 CPU cores: full softmax over 10k words ran at ~20k raw words/s "
+    "cbow": "too slow on 2 CPU cores: full softmax over 10k words ran at ~17k raw words/s "
             "(cbow-softmax10k-sub); without subsampling more examples per word, over 15 min",
     "sg": "too slow on 2 CPU cores: skip-gram has ~6 examples per word where CBOW has one, so over "
           "an hour per epoch at the softmax speed measured for CBOW",
