@@ -31,7 +31,9 @@ def variants() -> dict:
     v = {}
     for group, (key, values) in SWEEPS.items():
         for x in values:
-            v[f"{group}-{x:g}"] = Variant({**BASE, key: x}, group=group, x=x)
+            # longer runs are evaluated once per epoch (eval_every is not part of a run's identity)
+            extra = {"eval_every": 1.0} if group == "epochs" and x > 1 else {}
+            v[f"{group}-{x:g}"] = Variant({**BASE, key: x, **extra}, group=group, x=x)
     smoke = dict(model="cbow", loss="ns", dim=16, min_count=2, epochs=1, seed=1)
     v["smoke"] = Variant(smoke, group="smoke-dim", x=16, corpus="embedded")
     v["smoke-dim8"] = Variant({**smoke, "dim": 8}, group="smoke-dim", x=8, corpus="embedded")
