@@ -523,7 +523,20 @@ def w2vjax_source() -> str:
         return "w2vjax (commit unknown)"
 
 
-def report(study: str, module, rows: list[dict], workroot: str, outdir: str, corpus_label: str) -> dict:
+def noise_line(stats: list[dict]) -> str:
+    """One sentence giving the seed spread of each configuration the seeds study ran."""
+    done = [st for st in stats if st["n"] >= 2]
+    if not done:
+        return ""
+    return ("Seed spread for judging differences (sample std over seeds, from the seeds study's runs in the "
+            "same work dirs): " + "; ".join(
+                f"{st['group']} ({st['n']} seeds) analogy ±{100 * st['analogy_total_std']:.2f} points, WS-353 "
+                f"±{st['ws353_spearman_std']:.3f}, SimLex-999 ±{st['simlex999_spearman_std']:.3f}" for st in done)
+            + ". A difference of less than about twice these is not established by one run per variant.")
+
+
+def report(study: str, module, rows: list[dict], workroot: str, outdir: str, corpus_label: str,
+           noise: str = "") -> dict:
     """Write results.md, results.csv and the PNGs; returns {file: path}."""
     os.makedirs(outdir, exist_ok=True)
     files = {"md": os.path.join(outdir, "results.md"), "csv": os.path.join(outdir, "results.csv")}
@@ -558,6 +571,8 @@ def report(study: str, module, rows: list[dict], workroot: str, outdir: str, cor
              "parentheses); WS-353 / SimLex-999: Spearman. Raw words/s: in-vocabulary words before subsampling "
              "per training second; gensim's seconds cover `model.train()`, w2vjax's its training loop.", "",
              markdown_table(rows)]
+    if noise:
+        parts += ["", noise]
     if stats:
         parts += ["", "### Spread over seeds", "", seed_markdown(stats)]
     extra = getattr(module, "notes", None)
@@ -617,5 +632,13 @@ def run_study(study: str, variants: Optional[str] = None, corpus: Optional[str] 
         if str(statuses.get(r["variant"], "")).startswith("failed"):
             r["status"] = statuses[r["variant"]]
     label = ", ".join(sorted({f"`{os.path.basename(corpus_of(allv[n]))}`" for n in shown}))
-    files = report(study, module, rows, workroot, outdir, label)
+    noise = ""
+    if study != "seeds" and not getattr(module, "SEEDS", False):
+        try:
+            seeds = load_study("seeds")
+            srows = [collect(n, v, corpus_of(v), workroot) for n, v in seeds.variants().items() if not is_smoke(n)]
+            noise = noise_line(seed_stats(srows))
+        except (Exception, SystemExit):  # the spread is a courtesy; never fail a report over it
+            noise = ""
+    files = report(study, module, rows, workroot, outdir, label, noise)
     return {"rows": rows, "files": files, "statuses": statuses}
