@@ -27,6 +27,12 @@ def _saveable(state: TrainState) -> dict:
     return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
 
 
+def _check_position(pos) -> None:
+    """A saved position: ``[epoch, block, offset]`` or a list of them."""
+    for p in (pos if pos and isinstance(pos[0], list) else [pos]):
+        Position(*(int(x) for x in p))
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written, or none in the work dir can be read."""
 
@@ -49,12 +55,15 @@ class Checkpoints:
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
-    def save(self, state: TrainState, position: Position, words_done: int, config: dict) -> int:
+    def save(self, state: TrainState, position, words_done: int, config: dict) -> int:
+        """Save asynchronously; ``position`` is a :class:`Position` or, for several data shards, a
+        list of them (one per shard)."""
         tree = _saveable(state)
         step = int(tree["step"])
         if step in self.manager.all_steps():
             return step
-        meta = {"position": list(position), "words_done": int(words_done), "config": config}
+        pos = [list(p) for p in position] if position and isinstance(position[0], (list, tuple)) else list(position)
+        meta = {"position": pos, "words_done": int(words_done), "config": config}
         try:  # orbax first waits for the previous asynchronous save: its errors surface here too
             self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                             meta=ocp.args.JsonSave(meta)), force=True)
@@ -87,7 +96,7 @@ class Checkpoints:
                 got = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
                 tree, meta = got.state, got.meta
-                Position(*meta["position"]), int(meta["words_done"])
+                _check_position(meta["position"]), int(meta["words_done"])
                 break
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -98,7 +107,9 @@ class Checkpoints:
         state = TrainState(jax.numpy.asarray(tree["step"]), jax.tree.map(jax.numpy.asarray, tree["params"]),
                            jax.tree.map(jax.numpy.asarray, tree["opt_state"]),
                            jax.random.wrap_key_data(jax.numpy.asarray(tree["key"])))
-        return state, Position(*meta["position"]), int(meta["words_done"]), meta["config"]
+        pos = meta["position"]
+        pos = [tuple(p) for p in pos] if pos and isinstance(pos[0], list) else Position(*pos)
+        return state, pos, int(meta["words_done"]), meta["config"]
 
     def wait(self) -> None:
         try:

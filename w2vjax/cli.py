@@ -20,6 +20,8 @@ from .config import make_config
 
 
 def _train(args) -> int:
+    from . import sharding
+    sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id, args.distributed)
     from .train import Interrupted, train_and_evaluate
     cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
                       negative=args.negative, min_count=args.min_count, max_vocab=args.max_vocab,
@@ -29,13 +31,17 @@ def _train(args) -> int:
                       shared_negatives=args.shared_negatives or None,
                       checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
                       keep=args.keep, row_update_cap=args.row_update_cap,
-                      max_sentence_length=args.max_sentence_length, eval_every=args.eval_every)
+                      max_sentence_length=args.max_sentence_length, eval_every=args.eval_every,
+                      devices=args.devices, shard_tables=args.shard_tables or None,
+                      data_shards=args.data_shards)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
     except Interrupted as e:
         print(f"w2vjax: {e}", file=sys.stderr)
         return 130
+    if not sharding.is_primary():  # only process 0 reports and writes
+        return 0
     print(f"trained {summary['raw_words']:,} words in {summary['train_seconds']:.1f} s: "
           f"{summary['raw_words_per_s']:,.0f} raw words/s, "
           f"{summary['effective_words_per_s']:,.0f} effective words/s, final loss {summary['final_loss']:.4f}")
@@ -121,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate every this many epochs (e.g. 0.25) into metrics.jsonl, for "
                         "quality-vs-words curves (default: 0, off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = t.add_argument_group("devices and processes")
+    g.add_argument("--devices", type=int, default=None,
+                   help="devices per process to split each batch over (default: all local ones)")
+    g.add_argument("--shard-tables", action="store_true",
+                   help="shard both tables by rows over the devices, for vocabularies too big for one")
+    g.add_argument("--data-shards", type=int, default=0,
+                   help="contiguous corpus parts streamed side by side, a multiple of the processes "
+                        "(default 0: one per process); fixes the data order whatever the process count")
+    g.add_argument("--coordinator", default=None,
+                   help="HOST:PORT of process 0 for a multi-process run (or JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in the run (or JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, help="this process, 0..N-1 (or JAX_PROCESS_ID)")
+    g.add_argument("--distributed", action="store_true",
+                   help="let jax.distributed detect the processes (Cloud TPU pods, SLURM, Open MPI, k8s)")
     t.set_defaults(func=_train)
 
     n = sub.add_parser("neighbors", help="nearest neighbours of words")

@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
 # Train settings that change how a run is carried out but not what it computes.
-RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every")
+RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every",
+                  "devices", "shard_tables")
 LOSSES = ("ns", "hs", "softmax")
 
 
@@ -57,6 +58,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # save every N updates (0: off); also at each epoch end and at the end
     checkpoint_minutes: float = 10.0  # and every M minutes (0: off)
     keep: int = 3  # checkpoints kept
+    devices: Optional[int] = None  # devices per process used for data parallelism; None: all local ones
+    shard_tables: bool = False  # shard the tables by rows over the devices (vocabularies too big for one)
+    data_shards: int = 0  # streams the corpus is split into (one or more per process); 0: one per process
     eval_every: float = 0.0  # evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl; 0: off
 
 
@@ -116,6 +120,10 @@ class Config:
             (t.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {t.checkpoint_every}"),
             (t.checkpoint_minutes >= 0, f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes}"),
             (t.keep >= 1, f"--keep must be at least 1, got {t.keep}"),
+            (t.devices is None or t.devices >= 1, f"--devices must be at least 1, got {t.devices}"),
+            (t.data_shards >= 0, f"--data-shards must be >= 0 (0: one per process), got {t.data_shards}"),
+            (not t.shard_tables or m.loss != "softmax",
+             "--shard-tables cannot be used with --loss softmax (it reads every output row)"),
             (t.eval_every >= 0, f"--eval-every must be >= 0 epochs (0: off), got {t.eval_every}"),
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
         ]
@@ -160,6 +168,6 @@ def make_config(**flat: Any) -> Config:
     for key, value in flat.items():
         if key not in owner:
             raise ConfigError(f"unknown setting {key!r}")
-        if value is not None or key in ("max_vocab", "lr"):
+        if value is not None or key in ("max_vocab", "lr", "devices"):
             parts[owner[key]][key] = value
     return Config(**{name: sections[name](**kw) for name, kw in parts.items()}).validate()

@@ -72,19 +72,24 @@ def sample_negatives(key: jax.Array, tables: Tables, shape: tuple[int, ...]) -> 
 
 
 def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array | None,
-           negative: int):
+           negative: int, *, neg: jax.Array | None = None, lookup=None):
     """Rows an update touches, the ids they came from, and auxiliary inputs.
 
     Returns ``(rows, ids, aux)``: ``rows = {'in': ..., 'out': ...}`` (for the full
     softmax ``rows['out']`` is the whole output table, ``ids['out']`` is None and
     ``rows['bias']`` a zero logit bias whose gradient counts each row's touches).
+    ``neg``: the noise words ``[B, negative]`` if already drawn (else drawn from ``key``);
+    ``lookup(table, ids)``: how rows are read (default ``params[table][ids]``; the
+    row-sharded tables of :mod:`w2vjax.step` read them with collectives).
     """
+    take = lookup or (lambda name, i: params[name][i])
     inp, out = batch["inp"], batch["out"]
-    rows = {"in": params["emb_in"][inp]}
+    rows = {"in": take("emb_in", inp)}
     ids = {"in": inp}
     aux = {}
     if loss == "ns":
-        neg = sample_negatives(key, tables, out.shape + (negative,))
+        if neg is None:
+            neg = sample_negatives(key, tables, out.shape + (negative,))
         out_ids = jnp.concatenate([out[..., None], neg], axis=-1)
         aux["neg_mask"] = (neg != out[..., None]).astype(jnp.float32)
     elif loss == "hs":
@@ -96,7 +101,7 @@ def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array 
         rows["bias"] = jnp.zeros(params["emb_out"].shape[:1], params["emb_out"].dtype)
         ids["out"] = None
         return rows, ids, aux
-    rows["out"] = params["emb_out"][out_ids]
+    rows["out"] = take("emb_out", out_ids)
     ids["out"] = out_ids
     return rows, ids, aux
 

@@ -19,7 +19,7 @@ word2vec.c's are).  Each update:
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import flax.struct
 import jax
@@ -128,70 +128,200 @@ def softmax_chunk(cfg: Config, vocab_size: int) -> int:
     return max(256, MAX_SOFTMAX_LOGITS // cfg.batch_size)
 
 
-def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule):
+def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *,
+                axis: Optional[str] = None, num_devices: int = 1, shard_tables: bool = False,
+                rows: Optional[dict] = None, data_shards: int = 1):
     """One SGD update on one micro-batch.
 
-    ``(params, opt_state, step, key, mb, bufs) -> (params, opt_state, loss_sum, bufs)``, where
-    ``bufs`` are the all-zero count buffers of :func:`count_buffers` (None: made here).
+    ``(params, opt_state, step, key, mb, bufs) -> (params, opt_state, stats, bufs)``, where
+    ``bufs`` are the all-zero count buffers of :func:`count_buffers` (None: made here) and
+    ``stats`` the micro-batch's ``loss_sum`` and ``examples``.
+
+    With ``axis`` (inside :func:`jax.shard_map` over ``num_devices`` devices) ``mb`` is this
+    device's slice of the micro-batch.  The device draws the global batch's negatives from the
+    same key and keeps its slice, takes the gradients of its examples, and all-gathers the
+    row updates and their ids, so every device applies the whole batch's updates in the same
+    order as one device would (see :mod:`w2vjax.sharding` for the communication).  With
+    ``shard_tables`` each device holds ``rows[t] / num_devices`` rows of each table: rows are
+    read by an all-gather of the ids, a masked local lookup and a reduce-scatter, and each
+    device scatter-adds only the updates of the rows it owns.
     """
     m = cfg.model
     tx = make_optimizer(cfg)
     chunk = softmax_chunk(cfg, tables.noise_accept.shape[0])
     loss_fn = functools.partial(objectives.example_loss, model=m.model, loss=m.loss,
                                 cbow_mean=m.cbow_mean, softmax_chunk=chunk)
+    n = num_devices if axis else 1
+    if shard_tables and m.loss == "softmax":
+        raise ValueError("the full softmax reads every output row; it cannot use row-sharded tables")
+
+    def everywhere(x):  # this device's slice -> the whole batch, in batch order
+        return jax.lax.all_gather(x, axis, tiled=True) if n > 1 else x
+
+    def everywhere_packed(tree, summed=None):
+        """:func:`everywhere` of a pytree of ``[b, ...]`` 32-bit arrays as ONE collective.
+
+        One collective per update instead of one per array: cheaper, and the XLA CPU runtime
+        can deadlock on independent collectives when there are more devices than cores.
+        ``summed`` (the full softmax's dense output gradient) is all-reduced in the same
+        collective: then the batch arrays are gathered by a psum too (each device adds its
+        slice at its offset into zeros, which is exact).  Returns ``(tree, summed)``.
+        """
+        leaves, treedef = jax.tree.flatten(tree)
+        b = leaves[0].shape[0]
+        # ids travel as their bits through an all-gather; through a sum they must be numbers (the
+        # bit patterns of small ints are denormal floats, which the CPU flushes to zero); ids
+        # below 2**24 are exact in float32
+        to32 = ((lambda x: jax.lax.bitcast_convert_type(x, jnp.float32)) if summed is None
+                else (lambda x: x.astype(jnp.float32)))
+        back = ((lambda x, dt: jax.lax.bitcast_convert_type(x, dt)) if summed is None
+                else (lambda x, dt: x.astype(dt)))
+        flat = jnp.concatenate([to32(x).reshape(b, -1) if x.dtype != jnp.float32 else x.reshape(b, -1)
+                                for x in leaves], axis=1)
+        if summed is None:
+            got = everywhere(flat)
+        else:
+            slot = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((n * b, flat.shape[1]), flat.dtype), flat,
+                                                       jax.lax.axis_index(axis) * b, axis=0)
+            both = jax.lax.psum(jnp.concatenate([slot.reshape(-1), summed.reshape(-1)]), axis)
+            got = both[:slot.size].reshape(slot.shape)
+            summed = both[slot.size:].reshape(summed.shape)
+        out, at = [], 0
+        for x in leaves:
+            w = int(np.prod(x.shape[1:], dtype=np.int64))
+            part = got[:, at:at + w].reshape((got.shape[0],) + x.shape[1:])
+            out.append(part if x.dtype == jnp.float32 else back(part, x.dtype))
+            at += w
+        return jax.tree.unflatten(treedef, out), summed
+
+    def owned(table, ids):  # row-sharded: local row index, or the table size (dropped) if not ours
+        per = table.shape[0]
+        local = ids - jax.lax.axis_index(axis) * per
+        return jnp.where((local >= 0) & (local < per), local, per)
+
+    def sharded_lookup(params):
+        def lookup(name, ids):
+            table = params[name]
+            local = owned(table, everywhere(ids))
+            got = table.at[local].get(mode="fill", fill_value=0)
+            return jax.lax.psum_scatter(got, axis, scatter_dimension=0, tiled=True) if n > 1 else got
+        return lookup
 
     def update(params, opt_state, step, key, mb, bufs=None):
-        rows, ids, aux = objectives.gather(params, mb, tables, m.loss, jax.random.fold_in(key, step),
-                                           m.negative)
+        k = jax.random.fold_in(key, step)
+        neg = None
+        if m.loss == "ns":  # the global batch's draws, whatever the number of devices
+            b = mb["out"].shape[0]
+            neg = objectives.sample_negatives(k, tables, (b * n,) + mb["out"].shape[1:] + (m.negative,))
+            if n > 1:
+                neg = jax.lax.dynamic_slice_in_dim(neg, jax.lax.axis_index(axis) * b, b)
+        lookup = sharded_lookup(params) if shard_tables else None
+        rows_, ids, aux = objectives.gather(params, mb, tables, m.loss, k, m.negative, neg=neg, lookup=lookup)
         if m.model == "skipgram" and cfg.windows:
             aux["contexts"] = mb["inp_mask"].sum(-1)
         def total(r):
             per = loss_fn(r, mb, aux)
-            return per.sum(), per.sum()
-        grads, loss_sum = jax.grad(total, has_aux=True)(rows)
+            return per.sum(), per
+        grads, per = jax.grad(total, has_aux=True)(rows_)
         bias_grad = grads.pop("bias", None)
+        if n > 1:  # from here on every device works on the whole micro-batch
+            dense_out = ids["out"] is None  # full softmax: a dense output gradient (+ bias), all-reduced
+            local = {"per": per, "in": grads["in"], "ids_in": ids["in"], "aux": aux,
+                     "mb": {k_: v for k_, v in mb.items() if k_ != "words" or v.ndim}}
+            if not dense_out:
+                local.update(out=grads["out"], ids_out=ids["out"])
+            dense = jnp.concatenate([grads["out"], bias_grad[:, None]], axis=1) if dense_out else None
+            got, dense = everywhere_packed(local, dense)
+            if dense_out:
+                grads["out"], bias_grad = dense[:, :-1], dense[:, -1]
+            per, aux = got["per"], got["aux"]
+            mb = dict(got["mb"], words=mb["words"]) if mb["words"].ndim == 0 else got["mb"]
+            grads = {"in": got["in"], "out": grads["out"] if dense_out else got["out"]}
+            ids = {"in": got["ids_in"], "out": None if dense_out else got["ids_out"]}
+        loss_sum = per.sum()
+        words = global_words(mb["words"], data_shards)
         if cfg.train.row_update_cap > 0:
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
             if bufs is None:
-                bufs = count_buffers(params)
+                bufs = count_buffers(params) if rows is None else {
+                    t: jnp.zeros((r,), jnp.float32) for t, r in rows.items()}
             grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap)
-        hyper = dict(opt_state.hyperparams, learning_rate=schedule(mb["words"]))
+        hyper = dict(opt_state.hyperparams, learning_rate=schedule(words))
         opt_state = opt_state._replace(hyperparams=hyper)
         upd, opt_state = tx.update(grads, opt_state)
-        emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="promise_in_bounds")
-        if ids["out"] is None:
-            emb_out = params["emb_out"] + upd["out"]
+        if shard_tables:
+            emb_in = params["emb_in"].at[owned(params["emb_in"], ids["in"])].add(upd["in"], mode="drop")
+            emb_out = params["emb_out"].at[owned(params["emb_out"], ids["out"])].add(upd["out"], mode="drop")
         else:
-            emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
-        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, loss_sum, bufs
+            emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="promise_in_bounds")
+            if ids["out"] is None:
+                emb_out = params["emb_out"] + upd["out"]
+            else:
+                emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
+        stats = {"loss_sum": loss_sum, "examples": mb["mask"].sum()}
+        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, stats, bufs
 
     return update
 
 
-def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int):
+def global_words(words: jax.Array, data_shards: int) -> jax.Array:
+    """Raw words done before a micro-batch: ``words`` is a scalar already, or ``[batch]`` when
+    the batch is the concatenation of ``data_shards`` streams, each example carrying its own
+    stream's raw words done: then the run's words done is their sum."""
+    if words.ndim == 0:
+        return words
+    return words.reshape(data_shards, -1)[:, 0].sum()
+
+
+def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, layout=None):
     """Jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     ``batch`` arrays have leading axes ``[steps_per_call, batch_size]``;
     ``metrics`` holds device scalars (loss sum, examples, last learning rate),
-    pulled to the host only when the caller logs.
+    pulled to the host only when the caller logs.  ``layout`` (a
+    :class:`w2vjax.sharding.Layout`) spreads the batch over a device mesh; None or a
+    one-device layout with replicated tables runs the plain single-device step.
     """
     schedule = make_schedule(cfg, total_words)
-    update = make_update(cfg, tables, schedule)
+    shards = layout.data_shards if layout is not None else 1
+    if layout is None or layout.plain:
+        update = make_update(cfg, tables, schedule, data_shards=shards)
+    else:
+        from .sharding import AXIS
+        update = make_update(cfg, tables, schedule, axis=AXIS, num_devices=layout.size,
+                             shard_tables=layout.shard_tables, rows=layout.rows, data_shards=shards)
 
     def micro(carry, mb):
         params, opt_state, step, key, bufs = carry
-        params, opt_state, loss_sum, bufs = update(params, opt_state, step, key, mb, bufs)
-        return (params, opt_state, step + 1, key, bufs), loss_sum
+        params, opt_state, stats, bufs = update(params, opt_state, step, key, mb, bufs)
+        return (params, opt_state, step + 1, key, bufs), stats
+
+    def run_scan(params, opt_state, step, key, batch):
+        bufs = None
+        if cfg.train.row_update_cap > 0:
+            bufs = (count_buffers(params) if layout is None or layout.plain else
+                    {t: jnp.zeros((r,), jnp.float32) for t, r in layout.rows.items()})
+        (params, opt_state, step, key, _), stats = jax.lax.scan(
+            micro, (params, opt_state, step, key, bufs), batch)
+        metrics = {k: v.sum() for k, v in stats.items()}
+        metrics["lr"] = opt_state.hyperparams["learning_rate"]
+        return params, opt_state, step, metrics
 
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state: TrainState, batch: dict):
-        bufs = count_buffers(state.params) if cfg.train.row_update_cap > 0 else None
-        carry = (state.params, state.opt_state, state.step, state.key, bufs)
-        (params, opt_state, step, key, _), loss_sums = jax.lax.scan(micro, carry, batch)
-        metrics = {"loss_sum": loss_sums.sum(), "examples": batch["mask"].sum(),
-                   "lr": opt_state.hyperparams["learning_rate"]}
-        return TrainState(step, params, opt_state, key), metrics
+        if layout is None or layout.plain:
+            params, opt_state, step, metrics = run_scan(state.params, state.opt_state, state.step,
+                                                        state.key, batch)
+        else:  # everything, collectives included, happens inside shard_map (none left to GSPMD)
+            from jax.sharding import PartitionSpec as P
+            specs = layout.param_specs()
+            body = jax.shard_map(run_scan, mesh=layout.mesh, check_vma=False,
+                                 in_specs=(specs, P(), P(), P(), layout.batch_specs(batch)),
+                                 out_specs=(specs, P(), P(), P()))
+            params, opt_state, step, metrics = body(state.params, state.opt_state, state.step,
+                                                    state.key, batch)
+        return TrainState(step, params, opt_state, state.key), metrics
 
     return train_step

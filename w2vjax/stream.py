@@ -112,13 +112,21 @@ class Streamer:
     ``words_done`` the raw words done after it.
     """
 
-    def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec):
+    def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec, shard: int = 0,
+                 shards: int = 1):
         self.corpus = corpus
         self.keep_prob = np.asarray(keep_prob, np.float32)
         self.spec = spec
         self.bounds = block_bounds(corpus.sentences, spec.block_words)
-        self.num_blocks = len(self.bounds) - 1
-        self.words_per_epoch = int(corpus.sentences[-1])
+        nb = len(self.bounds) - 1
+        if shards > nb:
+            raise ValueError(f"{shards} data shards but the corpus has only {nb} blocks of "
+                             f"{spec.block_words} words; use fewer processes or --data-shards")
+        # shard ``shard`` of ``shards`` streams the contiguous blocks [first_block, num_blocks)
+        self.first_block = shard * nb // shards
+        self.num_blocks = (shard + 1) * nb // shards
+        self.start_word = int(self.bounds[self.first_block])
+        self.words_per_epoch = int(self.bounds[self.num_blocks]) - self.start_word
         self.total_words = self.words_per_epoch * spec.epochs
 
     def examples(self, epoch: int, block: int) -> dict[str, np.ndarray]:
@@ -129,6 +137,7 @@ class Streamer:
     def _blocks(self, start: Position):
         """(epoch, block, examples from start offset) for the rest of the run."""
         epoch, block, offset = start
+        block = max(block, self.first_block)
         while epoch < self.spec.epochs:
             ex = self.examples(epoch, block)
             if offset:
@@ -137,7 +146,7 @@ class Streamer:
             offset = 0
             block += 1
             if block == self.num_blocks:
-                epoch, block = epoch + 1, 0
+                epoch, block = epoch + 1, self.first_block
 
     def __call__(self, start: Position = Position()) -> Iterator[tuple[dict, Position, int]]:
         s, bsz = self.spec.steps_per_call, self.spec.batch_size
@@ -146,7 +155,7 @@ class Streamer:
         have = 0
         for epoch, block, offset, ex in self._blocks(start):
             n = len(ex["out"])
-            ex["pos"] = ex["pos"] + epoch * self.words_per_epoch
+            ex["pos"] = ex["pos"] - self.start_word + epoch * self.words_per_epoch
             used = 0
             while n - used >= cap - have:
                 take = cap - have
@@ -164,7 +173,9 @@ class Streamer:
             yield self._pack(pending, Position(self.spec.epochs, 0, 0), final=True)
 
     def _after(self, epoch: int, block: int) -> Position:
-        return Position(epoch + 1, 0, 0) if block + 1 == self.num_blocks else Position(epoch, block + 1, 0)
+        if block + 1 == self.num_blocks:
+            return Position(epoch + 1, self.first_block, 0)
+        return Position(epoch, block + 1, 0)
 
     def _pack(self, parts, nxt: Position, final: bool = False):
         s, bsz = self.spec.steps_per_call, self.spec.batch_size
@@ -187,7 +198,7 @@ class Streamer:
         elif nxt.epoch >= self.spec.epochs:
             words_done = self.total_words
         elif nxt.offset == 0:
-            words_done = nxt.epoch * self.words_per_epoch + int(self.bounds[nxt.block])
+            words_done = nxt.epoch * self.words_per_epoch + int(self.bounds[nxt.block]) - self.start_word
         else:
             words_done = int(pos[-1]) + 1
         return batch, nxt, words_done
@@ -246,3 +257,70 @@ class Prefetcher:
     def close(self):
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class ShardedStream:
+    """The global batch as the concatenation of ``shards`` streams along the batch axis.
+
+    Shard ``j`` streams the ``j``-th contiguous part of the corpus (a :class:`Streamer` over
+    its blocks, with ``batch_size / shards`` examples per micro-batch); a process streams only
+    the shards in ``local``.  Positions are tuples (one :class:`Position` per local shard);
+    ``words`` becomes ``[steps, batch]``: each column carries its shard's raw words done, and
+    the step sums them (:func:`w2vjax.step.global_words`).  A shard that runs out first
+    contributes fully masked examples until every shard is done; with ``pad_forever`` (several
+    processes, which must run the same number of steps) the stream never ends by itself and the
+    caller stops when every process is idle (:meth:`idle`).
+    """
+
+    def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec, shards: int,
+                 local: tuple[int, ...], pad_forever: bool = False):
+        if spec.batch_size % shards:
+            raise ValueError(f"the batch size {spec.batch_size} is not a multiple of the {shards} data shards")
+        self.spec = spec._replace(batch_size=spec.batch_size // shards)
+        self.streamers = [Streamer(corpus, keep_prob, self.spec, j, shards) for j in local]
+        self.local, self.pad_forever = tuple(local), pad_forever
+        self.words_per_epoch = int(corpus.sentences[-1])
+        self.total_words = self.words_per_epoch * spec.epochs
+
+    def start(self) -> tuple[Position, ...]:
+        return tuple(Position(0, s.first_block, 0) for s in self.streamers)
+
+    def idle(self, positions: tuple[Position, ...]) -> bool:
+        """Whether every local shard is done at ``positions``."""
+        return all(p.epoch >= self.spec.epochs for p in positions)
+
+    def _empty(self, words: int) -> dict[str, np.ndarray]:
+        s, b, w = self.spec.steps_per_call, self.spec.batch_size, self.spec.window
+        windows = self.spec.model == "cbow" or self.spec.windows
+        out = {"inp": np.zeros((s, b, 2 * w) if windows else (s, b), np.int32)}
+        if windows:
+            out["inp_mask"] = np.zeros((s, b, 2 * w), np.float32)
+        out.update(out=np.zeros((s, b), np.int32), mask=np.zeros((s, b), np.float32),
+                   words=np.full((s,), words, np.float32))
+        return out
+
+    def __call__(self, starts: tuple[Position, ...]):
+        iters = [st(p) for st, p in zip(self.streamers, starts)]
+        done = [p.epoch >= self.spec.epochs for p in starts]
+        positions = list(starts)
+        words = [st.total_words if d else 0 for st, d in zip(self.streamers, done)]
+        b = self.spec.batch_size
+        while True:
+            parts, produced = [], False
+            for i, it in enumerate(iters):
+                got = None if done[i] else next(it, None)
+                if got is None:
+                    if not done[i]:
+                        done[i], words[i] = True, self.streamers[i].total_words
+                        positions[i] = Position(self.spec.epochs, 0, 0)
+                    parts.append(self._empty(words[i]))
+                else:
+                    part, positions[i], words[i] = got
+                    parts.append(part)
+                    produced = True
+            if not produced and not self.pad_forever:
+                return
+            batch = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0] if k != "words"}
+            batch["words"] = np.concatenate([np.broadcast_to(p["words"][:, None], (len(p["words"]), b))
+                                             for p in parts], axis=1).astype(np.float32)
+            yield batch, tuple(positions), int(sum(words))

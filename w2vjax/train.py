@@ -21,11 +21,11 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from . import export, step as step_lib
+from . import export, sharding, step as step_lib
 from .checkpoint import Checkpoints
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
-from .stream import Position, Prefetcher, Streamer, StreamSpec
+from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec
 
 
 class TrainingError(RuntimeError):
@@ -127,17 +127,29 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     t_start = time.time()
     cfg = config.validate()
     corpus = corpus or default_corpus()
-    check_workdir(cfg, workdir, force)
-    data = prepare(corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
-    _atomic_write(os.path.join(workdir, "config.json"), cfg.to_json() + "\n")
+    primary = sharding.is_primary()
+    if not primary:  # only process 0 logs and writes the work dir's files
+        log = lambda *a, **k: None  # noqa: E731
+    check_workdir(cfg, workdir, force and primary)
+    sharding.sync("w2vjax:checked")
+    args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
+    data = prepare(*args) if primary else None
+    sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
+    data = data or prepare(*args)
+    if primary:
+        _atomic_write(os.path.join(workdir, "config.json"), cfg.to_json() + "\n")
     log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
         f"(min-count {cfg.data.min_count})")
     log(f"model {cfg.model.model}/{cfg.model.loss} dim {cfg.model.dim} window {cfg.data.window} "
         f"negative {cfg.model.negative} sample {cfg.data.sample} epochs {cfg.train.epochs} "
         f"lr {cfg.lr} batch {cfg.batch_size}{' windows' if cfg.windows else ''}x{cfg.train.steps_per_call} "
-        f"on {jax.devices()[0].platform}")
+        f"on {jax.devices()[0].platform} x{cfg.train.devices or jax.local_device_count()}"
+        f"{f' x {jax.process_count()} processes' if jax.process_count() > 1 else ''}"
+        f"{' (tables sharded by rows)' if cfg.train.shard_tables else ''}")
     summary = run_training(cfg, data, workdir, progress=progress, log=log, stop_after_calls=stop_after_calls)
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
+    if not primary:
+        return summary
     export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
     export.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vectors.words, vectors.vectors)
     if evaluate:
@@ -148,33 +160,71 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     return summary
 
 
+def _data_shards(cfg: Config) -> int:
+    nproc = jax.process_count()
+    shards = cfg.train.data_shards or nproc
+    if shards % nproc:
+        raise ConfigError(f"--data-shards {shards} is not a multiple of the {nproc} processes")
+    return shards
+
+
+def make_layout(cfg: Config, rows: dict[str, int]) -> sharding.Layout:
+    """The device mesh (``--devices`` per process, default all) and how the state lies on it."""
+    mesh = sharding.make_mesh(cfg.train.devices)
+    shards = _data_shards(cfg)
+    if cfg.batch_size % (mesh.size * shards // math.gcd(mesh.size, shards)):
+        raise ConfigError(f"--batch-size {cfg.batch_size} must be a multiple of the {mesh.size} devices "
+                          f"and of the {shards} data shards")
+    if cfg.train.shard_tables and cfg.model.loss == "softmax":
+        raise ConfigError("--shard-tables cannot be used with --loss softmax (it reads every output row)")
+    return sharding.Layout(mesh, cfg.train.shard_tables, rows, shards)
+
+
 def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = True, log=print,
                  stop_after_calls: Optional[int] = None) -> dict[str, Any]:
     """The loop: stream -> jitted step -> metrics and checkpoints.  Returns the summary (+ ``_vectors``).
 
     Resumes from the latest checkpoint in ``workdir``.  ``stop_after_calls`` stops (with a
     checkpoint, as a signal would) after that many calls: a hook for tests.
+
+    Several processes (``jax.distributed``) run this loop in lockstep: each streams its own
+    data shards, and once per call they exchange a few host integers (idle, words done,
+    signals, whether a log or save is due), so every process takes the same decisions.
+    Only process 0 writes ``metrics.jsonl`` and the progress bar.
     """
     vocab = data.vocab
+    primary = sharding.is_primary()
     keep = vocab.keep_prob(cfg.data.sample)
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
                       cfg.train.epochs, cfg.train.seed, windows=cfg.windows)
-    streamer = Streamer(data, keep, spec)
+    out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
+    layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows})
+    nproc, shards = jax.process_count(), layout.data_shards
+    if shards == 1:
+        streamer, position = Streamer(data, keep, spec), Position()
+    else:
+        k = shards // nproc
+        local = tuple(range(jax.process_index() * k, (jax.process_index() + 1) * k))
+        streamer = ShardedStream(data, keep, spec, shards, local, pad_forever=nproc > 1)
+        position = streamer.start()
     total = streamer.total_words
+    words_per_epoch = total // cfg.train.epochs
     keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
     tables = step_lib.make_tables(vocab, cfg)
-    state = step_lib.init_state(cfg, len(vocab))
-    train_step = step_lib.make_train_step(cfg, tables, total)
+    host_state = step_lib.init_state(cfg, len(vocab))
+    train_step = step_lib.make_train_step(cfg, tables, total, layout)
     ckpt = Checkpoints(workdir, cfg.train.keep)
-    position, words_done = Position(), 0
-    restored = ckpt.restore(state, log=log)
+    words_done = 0
+    restored = ckpt.restore(host_state, log=log if primary else (lambda *a: None))
     if restored is not None:
-        state, position, words_done, _ = restored
-        log(f"resuming from checkpoint at step {int(state.step):,} ({words_done:,} of {total:,} words done)")
+        host_state, saved_position, words_done, _ = restored
+        position = _local_position(saved_position, shards, log)
+        log(f"resuming from checkpoint at step {int(host_state.step):,} ({words_done:,} of {total:,} words done)")
+    state = host_state if layout.plain else sharding_place_state(layout, host_state)
     start_words = words_done
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    bar = Progress(total, enabled=progress)
+    bar = Progress(total, enabled=progress and primary)
     pending: list[dict] = []
     last_log_t = last_save_t = t0 = time.time()
     last_words = words_done
@@ -182,22 +232,28 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     loss_total, examples_total = 0.0, 0.0
     identity = cfg.identity()
     stop: dict = {}
-    saved_epoch, calls = position.epoch, 0
-    start_step = last_save_step = int(state.step)
+    saved_epoch, calls = words_done // words_per_epoch, 0
+    start_step = last_save_step = int(host_state.step)
     eval_interval = int(cfg.train.eval_every * vocab.total)
     next_eval = (words_done // eval_interval + 1) * eval_interval if eval_interval else None
     eval_seconds = 0.0
-    prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=jax.device_put)
-    with open(metrics_path, "a" if restored else "w") as mf, _stop_on_signals(stop):
+    # The prefetch thread also copies batches to the device(s), overlapping the step; except on
+    # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
+    # another thread transfers to the same devices: there the main thread places them.
+    place_in_thread = layout.plain or jax.devices()[0].platform != "cpu"
+    prefetch = Prefetcher(streamer(position), cfg.train.prefetch,
+                          transform=layout.place_batch if place_in_thread else None)
+    mf = open(metrics_path, "a" if restored else "w") if primary else open(os.devnull, "w")
+    with mf, _stop_on_signals(stop):
         def flush(now: float, final: bool = False):
             nonlocal pending, last_log_t, last_words, final_loss, loss_total, examples_total
-            got = jax.device_get(pending)
+            got = [jax.tree.map(sharding.to_host, m) for m in pending]
             pending = []
             loss_sum = float(sum(m["loss_sum"] for m in got))
             ex = float(sum(m["examples"] for m in got))
             lr = float(got[-1]["lr"])
             loss = loss_sum / max(ex, 1.0)
-            step_no = int(jax.device_get(state.step))
+            step_no = int(sharding.to_host(state.step))
             if not math.isfinite(loss):
                 raise TrainingError(f"loss became {loss} at step {step_no} (words {words_done:,}); "
                                     "lower --lr or check the corpus")
@@ -219,23 +275,47 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             nonlocal last_log_t, eval_seconds
             from . import evaluate as ev
             t = time.time()
-            vecs = export.Vectors(list(vocab.words), np.asarray(jax.device_get(state.params["emb_in"])))
-            res = {k: v for k, v in ev.evaluate_all(vecs).items() if not isinstance(v, dict)}
+            emb = _host_vectors(layout, state)
+            if primary:
+                vecs = export.Vectors(list(vocab.words), emb)
+                res = {k: v for k, v in ev.evaluate_all(vecs).items() if not isinstance(v, dict)}
+                rec = {"step": int(sharding.to_host(state.step)), "words": words_done,
+                       "epochs_done": words_done / vocab.total, "eval": res, "eval_seconds": time.time() - t}
+                mf.write(json.dumps(rec) + "\n")
+                mf.flush()
             dt = time.time() - t
-            rec = {"step": int(jax.device_get(state.step)), "words": words_done,
-                   "epochs_done": words_done / vocab.total, "eval": res, "eval_seconds": dt}
-            mf.write(json.dumps(rec) + "\n")
-            mf.flush()
             last_log_t += dt
             eval_seconds += dt
 
+        def save():
+            nonlocal last_save_step
+            positions = position
+            if shards > 1:  # every process's positions, in shard order
+                flat = [x for p in position for x in p]
+                positions = [tuple(int(v) for v in row[i:i + 3]) for row in sharding.allgather_host(flat)
+                             for i in range(0, len(flat), 3)]
+            host = state if layout.plain else sharding_host_state(layout, state)
+            last_save_step = ckpt.save(host, positions, words_done, identity)
+
         try:
-            for batch, position, words_done in prefetch:
+            idle = False
+            for batch, position_next, words_local in prefetch:
+                if shards > 1:
+                    idle = streamer.idle(position)
+                now = time.time()
+                info = sharding.allgather_host([int(idle), words_local, int(bool(stop)),
+                                                int(now - last_log_t >= cfg.train.log_every_s),
+                                                int(bool(cfg.train.checkpoint_minutes) and
+                                                    now - last_save_t >= 60 * cfg.train.checkpoint_minutes)])
+                if info[:, 0].all():
+                    break  # every process is done
+                if not place_in_thread:
+                    batch = layout.place_batch(batch)
                 state, m = train_step(state, batch)
+                position, words_done = position_next, int(info[:, 1].sum())
                 pending.append(m)
                 calls += 1
-                now = time.time()
-                if now - last_log_t >= cfg.train.log_every_s:
+                if info[:, 3].any():
                     flush(now)
                 if next_eval is not None and words_done >= next_eval and words_done < total:
                     if pending:
@@ -244,16 +324,19 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
                     next_eval = (words_done // eval_interval + 1) * eval_interval
                     now = time.time()
                 steps = start_step + calls * cfg.train.steps_per_call
+                if info[:, 2].any() and not stop:
+                    stop["signal"] = "another process"
                 if stop_after_calls is not None and calls >= stop_after_calls:
                     stop["signal"] = "stop_after_calls"
-                due = (position.epoch > saved_epoch
+                epoch = words_done // words_per_epoch
+                due = (epoch > saved_epoch
                        or (cfg.train.checkpoint_every and steps - last_save_step >= cfg.train.checkpoint_every)
-                       or (cfg.train.checkpoint_minutes and now - last_save_t >= 60 * cfg.train.checkpoint_minutes))
+                       or info[:, 4].any())
                 if due or stop:
                     if pending:
                         flush(now)  # also checks the loss for NaN before anything is saved
-                    last_save_step = ckpt.save(state, position, words_done, identity)
-                    saved_epoch, last_save_t = position.epoch, now
+                    save()
+                    saved_epoch, last_save_t = epoch, now
                 if stop:
                     ckpt.wait()
                     raise Interrupted(f"stopped at step {last_save_step:,} ({words_done:,} of {total:,} words) "
@@ -261,24 +344,66 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             jax.block_until_ready(state.params)
             if pending:
                 flush(time.time(), final=True)
-            ckpt.save(state, position, words_done, identity)
+            save()
         finally:
             prefetch.close()
             ckpt.close(raise_errors=sys.exc_info()[0] is None)
     seconds = time.time() - t0 - eval_seconds
-    if calls == 0 and restored is not None:  # the run was already complete: report its last loss
+    if calls == 0 and restored is not None and primary:  # the run was already complete: its last loss
         with open(metrics_path) as f:
-            lines = [json.loads(l) for l in f if l.strip()]
+            lines = [r for r in (json.loads(l) for l in f if l.strip()) if "loss" in r]
         final_loss = lines[-1]["loss"] if lines else final_loss
-    vectors = np.asarray(jax.device_get(state.params["emb_in"]))
+    vectors = _host_vectors(layout, state)
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
     trained = total - start_words  # words trained by this process (less than total after a resume)
-    return {"train_seconds": seconds, "eval_seconds_during_training": eval_seconds, "raw_words": total, "raw_words_this_run": trained,
+    return {"train_seconds": seconds, "eval_seconds_during_training": eval_seconds, "raw_words": total,
+            "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,
             "vocab_size": len(vocab), "train_words_per_epoch": vocab.total, "epochs": cfg.train.epochs,
             "examples": examples_total, "final_loss": final_loss,
-            "mean_loss": loss_total / max(examples_total, 1.0), "steps": int(jax.device_get(state.step)),
+            "mean_loss": loss_total / max(examples_total, 1.0), "steps": int(sharding.to_host(state.step)),
             "model": cfg.model.model, "loss": cfg.model.loss, "platform": jax.devices()[0].platform,
-            "_vectors": vectors}
+            "devices": layout.size, "processes": nproc, "data_shards": shards,
+            "shard_tables": layout.shard_tables, "_vectors": vectors}
+
+
+def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.ndarray:
+    if layout.plain:
+        return np.asarray(jax.device_get(state.params["emb_in"]))
+    return layout.host_params({"emb_in": state.params["emb_in"]})["emb_in"]
+
+
+def sharding_place_state(layout: sharding.Layout, state: step_lib.TrainState) -> step_lib.TrainState:
+    """A host (or single-device) state -> the same state laid out on the mesh."""
+    from jax.sharding import PartitionSpec as P
+    host = jax.tree.map(sharding.to_host, {"params": state.params, "opt_state": state.opt_state,
+                                           "step": state.step, "key": jax.random.key_data(state.key)})
+    params = layout.place_params(host["params"])
+    rest = layout.place_tree({k: host[k] for k in ("opt_state", "step", "key")},
+                             jax.tree.map(lambda _: P(), {k: host[k] for k in ("opt_state", "step", "key")}))
+    return step_lib.TrainState(rest["step"], params, rest["opt_state"], jax.random.wrap_key_data(rest["key"]))
+
+
+def sharding_host_state(layout: sharding.Layout, state: step_lib.TrainState) -> step_lib.TrainState:
+    """The mesh state -> unpadded host arrays (the checkpoint form)."""
+    opt_state = jax.tree.map(sharding.to_host, state.opt_state)
+    return step_lib.TrainState(sharding.to_host(state.step), layout.host_params(state.params), opt_state,
+                               jax.random.wrap_key_data(sharding.to_host(jax.random.key_data(state.key))))
+
+
+def _local_position(saved, shards: int, log):
+    """This process's stream position(s) from a checkpoint's saved position(s)."""
+    if shards == 1:
+        if saved and isinstance(saved[0], (list, tuple)):
+            raise ConfigError(f"the checkpoint was written with {len(saved)} data shards; "
+                              f"rerun with --data-shards {len(saved)}")
+        return Position(*saved)
+    if not saved or not isinstance(saved[0], (list, tuple)) or len(saved) != shards:
+        n = len(saved) if saved and isinstance(saved[0], (list, tuple)) else 1
+        raise ConfigError(f"the checkpoint was written with {n} data shard(s), this run uses {shards}; "
+                          f"rerun with --data-shards {n}")
+    k = shards // jax.process_count()
+    p = jax.process_index()
+    return tuple(Position(*x) for x in saved[p * k:(p + 1) * k])

@@ -1,0 +1,71 @@
+"""Run by tests/test_sharding.py in a fresh process with 4 simulated CPU devices.
+
+``python tests/mesh_worker.py CORPUS OUT.json``: trains the same configs on 1, 2 and 4
+devices, with replicated and row-sharded tables, and an interrupted 4-device run resumed on
+2 devices; writes, per case, whether the vectors equal the 1-device ones bitwise and the
+largest difference.
+"""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
+                           # one thread per simulated device: with fewer cores than devices, a
+                           # device waiting in a collective must not hold a thread another needs
+                           "--xla_cpu_multi_thread_eigen=false")
+os.environ["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
+
+import json  # noqa: E402
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from w2vjax import make_config  # noqa: E402
+from w2vjax.train import Interrupted, train_and_evaluate  # noqa: E402
+
+CASES = {
+    "sg-ns": dict(model="skipgram", loss="ns"),
+    "cbow-hs": dict(model="cbow", loss="hs"),
+    "sg-ns-shared": dict(model="skipgram", loss="ns", shared_negatives=True),
+    "sg-softmax": dict(model="skipgram", loss="softmax", max_vocab=400),
+}
+LAYOUTS = [(2, False), (4, False), (4, True)]
+
+
+def train(corpus, stop=None, **kw):
+    wd = kw.pop("workdir", None) or tempfile.mkdtemp()
+    cfg = make_config(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3, **kw)
+    s = train_and_evaluate(cfg, wd, corpus, evaluate=False, progress=False, log=lambda *a: None,
+                           stop_after_calls=stop)
+    return s, np.asarray(__import__("w2vjax").load_vectors(os.path.join(wd, "vectors.bin")).vectors)
+
+
+def main(corpus, out):
+    assert jax.device_count() == 4, jax.devices()
+    result = {}
+    for name, kw in CASES.items():
+        _, base = train(corpus, devices=1, **kw)
+        for devices, shard in LAYOUTS:
+            if shard and kw["loss"] == "softmax":
+                continue
+            summary, v = train(corpus, devices=devices, shard_tables=shard, **kw)
+            assert summary["devices"] == devices and summary["shard_tables"] == shard
+            result[f"{name}/{devices}{'/sharded' if shard else ''}"] = {
+                "bitwise": bool(np.array_equal(v, base)), "max_diff": float(np.abs(v - base).max())}
+    # an interrupted 4-device run, resumed on 2 devices with sharded tables
+    _, base = train(corpus, devices=1, **CASES["sg-ns"])
+    wd = tempfile.mkdtemp()
+    try:
+        train(corpus, stop=3, workdir=wd, devices=4, **CASES["sg-ns"])
+    except Interrupted:
+        pass
+    _, v = train(corpus, workdir=wd, devices=2, shard_tables=True, **CASES["sg-ns"])
+    result["sg-ns/4->2/sharded resumed"] = {"bitwise": bool(np.array_equal(v, base)),
+                                            "max_diff": float(np.abs(v - base).max())}
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
