@@ -17,14 +17,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .step import TrainState
+from .step import TrainState, state_tree
 from .stream import Position
 
 
 def _saveable(state: TrainState) -> dict:
-    tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "key": jax.random.key_data(state.key)}
-    return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
+    return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(state_tree(state)))
 
 
 def _check_position(pos) -> None:
@@ -81,8 +79,12 @@ class Checkpoints:
         return CheckpointError(f"saving a checkpoint in {self.directory} failed: {_reason(e)}; {kept}; "
                                "fix that and run the same command to resume")
 
-    def restore(self, template: TrainState, log=print) -> Optional[tuple[TrainState, Position, int, dict]]:
+    def restore(self, template, log=print) -> Optional[tuple[TrainState, Position, int, dict]]:
         """The latest readable checkpoint as ``(state, position, words_done, config)``, or None.
+
+        ``template``: a :class:`TrainState` of the right shapes, or the abstract tree of
+        :func:`w2vjax.step.abstract_state_tree`.  The state's arrays are host (NumPy) arrays,
+        except the PRNG key; the caller puts them where they belong.
 
         A checkpoint that cannot be read (corrupted or truncated files) is reported and skipped
         for the one before it; resuming from an older checkpoint is just as exact.
@@ -90,7 +92,9 @@ class Checkpoints:
         steps = sorted(self.manager.all_steps(), reverse=True)
         if not steps:
             return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saveable(template))
+        if isinstance(template, TrainState):
+            template = jax.eval_shape(lambda: state_tree(template))
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
         for step in steps:
             try:
                 got = self.manager.restore(step, args=ocp.args.Composite(
@@ -104,9 +108,9 @@ class Checkpoints:
         else:
             raise CheckpointError(f"no checkpoint in {self.directory} can be read (all {len(steps)} are damaged); "
                                   "delete that folder to start over")
-        state = TrainState(jax.numpy.asarray(tree["step"]), jax.tree.map(jax.numpy.asarray, tree["params"]),
-                           jax.tree.map(jax.numpy.asarray, tree["opt_state"]),
-                           jax.random.wrap_key_data(jax.numpy.asarray(tree["key"])))
+        host = jax.tree.map(np.asarray, tree)
+        state = TrainState(host["step"], host["params"], host["opt_state"],
+                           jax.random.wrap_key_data(jax.numpy.asarray(host["key"])))
         pos = meta["position"]
         pos = [tuple(p) for p in pos] if pos and isinstance(pos[0], list) else Position(*pos)
         return state, pos, int(meta["words_done"]), meta["config"]

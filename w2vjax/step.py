@@ -61,16 +61,44 @@ def make_schedule(cfg: Config, total_words: int) -> optax.Schedule:
     return optax.linear_schedule(cfg.lr, cfg.lr * cfg.train.min_lr_ratio, max(int(total_words), 1))
 
 
-def init_state(cfg: Config, vocab_size: int) -> TrainState:
-    """word2vec.c's initialisation: ``emb_in ~ U[-0.5/D, 0.5/D]``, ``emb_out = 0``."""
+def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
+    """word2vec.c's initialisation: ``emb_in ~ U[-0.5/D, 0.5/D]``, ``emb_out = 0``.
+
+    With a ``layout`` (:class:`w2vjax.sharding.Layout`) the state is made directly in its
+    shardings, each device drawing only its rows (the tables never exist whole on one
+    device); the values equal the one-device ones (JAX's partitionable threefry draws by
+    element index), plus padding rows that are never touched.
+    """
     d = cfg.model.dim
-    root = jax.random.key(cfg.train.seed)
-    init_key, step_key = jax.random.split(root)
-    emb_in = jax.random.uniform(init_key, (vocab_size, d), jnp.float32, -0.5 / d, 0.5 / d)
     out_rows = vocab_size - 1 if cfg.model.loss == "hs" else vocab_size
-    params = {"emb_in": emb_in, "emb_out": jnp.zeros((out_rows, d), jnp.float32)}
-    opt_state = make_optimizer(cfg).init(params)
-    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
+
+    def make(rows_in, rows_out):
+        root = jax.random.key(cfg.train.seed)
+        init_key, step_key = jax.random.split(root)
+        emb_in = jax.random.uniform(init_key, (rows_in, d), jnp.float32, -0.5 / d, 0.5 / d)
+        params = {"emb_in": emb_in, "emb_out": jnp.zeros((rows_out, d), jnp.float32)}
+        opt_state = make_optimizer(cfg).init(params)
+        return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
+
+    if layout is None or layout.plain:
+        return make(vocab_size, out_rows)
+    from jax.sharding import PartitionSpec as P
+    shapes = jax.eval_shape(lambda: make(layout.padded["emb_in"], layout.padded["emb_out"]))
+    rep = layout.sharding(P())
+    shardings = jax.tree.map(lambda _: rep, shapes)
+    shardings = shardings.replace(params={k: layout.sharding(layout.table_spec) for k in shapes.params})
+    return jax.jit(lambda: make(layout.padded["emb_in"], layout.padded["emb_out"]), out_shardings=shardings)()
+
+
+def state_tree(state: TrainState) -> dict:
+    """The state as a plain tree of arrays (the PRNG key as its raw data): what a checkpoint holds."""
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "key": jax.random.key_data(state.key)}
+
+
+def abstract_state_tree(cfg: Config, vocab_size: int) -> dict:
+    """Shapes and dtypes of :func:`state_tree` of an unpadded state, computing nothing."""
+    return jax.eval_shape(lambda: state_tree(init_state(cfg, vocab_size)))
 
 
 def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple[jax.Array, jax.Array]:

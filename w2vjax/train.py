@@ -211,16 +211,18 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     words_per_epoch = total // cfg.train.epochs
     keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
     tables = step_lib.make_tables(vocab, cfg)
-    host_state = step_lib.init_state(cfg, len(vocab))
     train_step = step_lib.make_train_step(cfg, tables, total, layout)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     words_done = 0
-    restored = ckpt.restore(host_state, log=log if primary else (lambda *a: None))
+    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, len(vocab)),
+                            log=log if primary else (lambda *a: None))
     if restored is not None:
         host_state, saved_position, words_done, _ = restored
         position = _local_position(saved_position, shards, log)
         log(f"resuming from checkpoint at step {int(host_state.step):,} ({words_done:,} of {total:,} words done)")
-    state = host_state if layout.plain else sharding_place_state(layout, host_state)
+        state = jax.device_put(host_state) if layout.plain else sharding_place_state(layout, host_state)
+    else:
+        state = step_lib.init_state(cfg, len(vocab), layout)
     start_words = words_done
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -233,7 +235,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     identity = cfg.identity()
     stop: dict = {}
     saved_epoch, calls = words_done // words_per_epoch, 0
-    start_step = last_save_step = int(host_state.step)
+    start_step = last_save_step = int(sharding.to_host(state.step))
     eval_interval = int(cfg.train.eval_every * vocab.total)
     next_eval = (words_done // eval_interval + 1) * eval_interval if eval_interval else None
     eval_seconds = 0.0
