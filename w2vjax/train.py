@@ -54,6 +54,23 @@ def _stop_on_signals(flag: dict):
             signal.signal(sig, h)
 
 
+def enable_compilation_cache() -> Optional[str]:
+    """JAX's persistent compilation cache, so a rerun (a resume, the next variant of a study)
+    does not compile the step again: ``$W2VJAX_COMPILATION_CACHE``, default
+    ``~/.cache/w2vjax/xla``; set it to ``0`` to turn it off.  Returns the folder used."""
+    path = os.environ.get("W2VJAX_COMPILATION_CACHE", os.path.join("~", ".cache", "w2vjax", "xla"))
+    if path in ("", "0") or jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir or None
+    path = os.path.expanduser(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # read-only home, etc.: run without the cache
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
 def default_corpus() -> str:
     """Path of the embedded default corpus (first 2.1 M words of text8, see w2vjax/data/README.md)."""
     return str(resources.files("w2vjax") / "data" / "text8_head.txt.gz")
@@ -126,6 +143,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     """
     t_start = time.time()
     cfg = config.validate()
+    enable_compilation_cache()
     corpus = corpus or default_corpus()
     primary = sharding.is_primary()
     if not primary:  # only process 0 logs and writes the work dir's files
