@@ -9,10 +9,14 @@ The w2vjax rows are the same runs as the objectives study's ``*-sub`` rows (shar
 
 Command:  python -m experiments.run reference
 Corpus:   ../shared/data/corpora/enwiki2015_text8style.zip (16.9 M words)
-Expected runtime (2 cores, measured): about 5 min for the four gensim runs, plus the w2vjax
-runs if the objectives study has not made them (about 10 min).
+Expected runtime (2 cores, measured): about 4 min for the four gensim runs, plus the w2vjax
+runs if the objectives study has not made them (about 9 min).
 
-Last result: (filled in from the committed results.md; see below)
+Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4, gensim 4.4.0; results/reference/):
+w2vjax's vectors matched or beat gensim's at the same settings in all four configurations
+(analogy % w2vjax / gensim: CBOW/NEG-5 13.88 / 13.74, CBOW/HS 17.06 / 15.86, SG/NEG-5 16.04 /
+14.63, SG/HS 22.96 / 21.46; WS-353 within +0.004..+0.045), at 0.29-0.58x gensim's raw words/s
+(timings taken while another job shared the 2 cores).  Runtime: 4.1 min for the four gensim runs (summed total_seconds).
 """
 
 from .runner import Variant
