@@ -13,9 +13,10 @@ Expected runtime (2 cores, measured): about 4 min for the four gensim runs, plus
 runs if the objectives study has not made them (about 9 min).
 
 Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4, gensim 4.4.0; results/reference/):
-w2vjax's vectors matched or beat gensim's at the same settings in all four configurations
-(analogy % w2vjax / gensim: CBOW/NEG-5 13.88 / 13.74, CBOW/HS 17.06 / 15.86, SG/NEG-5 16.04 /
-14.63, SG/HS 22.96 / 21.46; WS-353 within +0.004..+0.045), at 0.29-0.58x gensim's raw words/s
+w2vjax's analogy accuracy and WS-353 matched or beat gensim's at the same settings in all four
+configurations (analogy % w2vjax / gensim: CBOW/NEG-5 13.88 / 13.74 (a tie, within the seed
+spread), CBOW/HS 17.06 / 15.86, SG/NEG-5 16.04 / 14.63, SG/HS 22.96 / 21.46; WS-353 +0.004 to
++0.045; SimLex-999 -0.009 to +0.027), at 0.29-0.58x gensim's raw words/s
 (timings taken while another job shared the 2 cores).  Runtime: 4.1 min for the four gensim runs (summed total_seconds).
 """
 
