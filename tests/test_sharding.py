@@ -50,28 +50,54 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_agree_with_one_process_streaming_both_shards(head_corpus, tmp_path):
-    corpus = head_corpus(200_000)  # 3 blocks of 65,536 words: enough for 2 data shards
-    args = [sys.executable, "-m", "w2vjax", "train", corpus, "--model", "cbow", "--dim", "16", "--epochs", "1",
-            "--batch-size", "256", "--steps-per-call", "32", "--min-count", "3", "--quiet", "--no-eval"]
+def _two_processes(args, workdir, term_after_first_log=False):
+    """Run ``args`` as processes 0 and 1 of a localhost jax.distributed run; returns (rc, out, err)s."""
+    import time
     port = _free_port()
-    two = tmp_path / "two"
-    procs = [subprocess.Popen(args + ["--workdir", str(two), "--coordinator", f"localhost:{port}",
+    procs = [subprocess.Popen(args + ["--workdir", str(workdir), "--coordinator", f"localhost:{port}",
                                       "--num-processes", "2", "--process-id", str(i)],
                               env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
+    if term_after_first_log:
+        # process 0 logs after its first call; the processes run in lockstep, so by then both are
+        # in the training loop with their signal handlers installed
+        metrics = workdir / "metrics.jsonl"
+        deadline = time.time() + 240
+        while not (metrics.exists() and metrics.stat().st_size) and time.time() < deadline:
+            time.sleep(0.05)
+        procs[1].terminate()  # SIGTERM to one process only
     outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    assert "trained" in outs[0][0] and "x 2 processes" in outs[0][0]
-    assert "trained" not in outs[1][0]  # only process 0 reports and writes
+    return [(p.returncode, o[0], o[1]) for p, o in zip(procs, outs)]
+
+
+def test_two_processes_resume_exactly_and_agree_with_one_process(head_corpus, tmp_path):
+    corpus = head_corpus(150_000)  # 3 blocks of 65,536 words: enough for 2 data shards
+    args = [sys.executable, "-m", "w2vjax", "train", corpus, "--model", "cbow", "--dim", "16", "--epochs", "2",
+            "--batch-size", "256", "--steps-per-call", "8", "--min-count", "3", "--quiet", "--no-eval"]
+    straight = tmp_path / "two"
+    runs = _two_processes(args, straight)
+    assert [r[0] for r in runs] == [0, 0], [r[2][-2000:] for r in runs]
+    assert "trained" in runs[0][1] and "x 2 processes" in runs[0][1]
+    assert "trained" not in runs[1][1]  # only process 0 reports and writes
+    # SIGTERM to process 1: both processes save one checkpoint and stop with status 130 ...
+    work = tmp_path / "interrupted"
+    runs = _two_processes(args, work, term_after_first_log=True)
+    assert [r[0] for r in runs] == [130, 130], [r[2][-2000:] for r in runs]
+    assert all("run the same command to resume" in r[2] and "Traceback" not in r[2] for r in runs)
+    # ... and rerunning both resumes to the uninterrupted run's vectors, bitwise
+    runs = _two_processes(args, work)
+    assert [r[0] for r in runs] == [0, 0], [r[2][-2000:] for r in runs]
+    assert "resuming from checkpoint" in runs[0][1]
+    assert (work / "vectors.bin").read_bytes() == (straight / "vectors.bin").read_bytes()
+    # one process streaming both data shards: the same global batches (on 1 device, not 2)
     one = tmp_path / "one"
     subprocess.run(args + ["--workdir", str(one), "--data-shards", "2"], env=_env(), cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
     from w2vjax import load_vectors
-    a, b = load_vectors(str(two / "vectors.bin")), load_vectors(str(one / "vectors.bin"))
+    a, b = load_vectors(str(straight / "vectors.bin")), load_vectors(str(one / "vectors.bin"))
     assert a.words == b.words
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-4)  # 2 devices vs 1: float tolerance
-    summary = json.loads((two / "summary.json").read_text())
+    summary = json.loads((straight / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["data_shards"] == 2
     assert summary["raw_words"] == json.loads((one / "summary.json").read_text())["raw_words"]
 

@@ -344,20 +344,19 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
                     next_eval = (words_done // eval_interval + 1) * eval_interval
                     now = time.time()
                 steps = start_step + calls * cfg.train.steps_per_call
-                if info[:, 2].any() and not stop:
-                    stop["signal"] = "another process"
-                if stop_after_calls is not None and calls >= stop_after_calls:
-                    stop["signal"] = "stop_after_calls"
+                # decide on what every process saw at the exchange (a signal arriving since then
+                # counts at the next call), so all processes run the same collectives
+                stopping = bool(info[:, 2].any()) or (stop_after_calls is not None and calls >= stop_after_calls)
                 epoch = words_done // words_per_epoch
                 due = (epoch > saved_epoch
                        or (cfg.train.checkpoint_every and steps - last_save_step >= cfg.train.checkpoint_every)
                        or info[:, 4].any())
-                if due or stop:
+                if due or stopping:
                     if pending:
                         flush(now)  # also checks the loss for NaN before anything is saved
                     save()
                     saved_epoch, last_save_t = epoch, now
-                if stop:
+                if stopping:
                     ckpt.wait()
                     raise Interrupted(f"stopped at step {last_save_step:,} ({words_done:,} of {total:,} words) "
                                       f"with a checkpoint in {ckpt.directory}; run the same command to resume")
