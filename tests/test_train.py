@@ -36,6 +36,7 @@ def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model
     summary = run_training(cfg, corpus, str(tmp_path), progress=False)
     vectors = summary["_vectors"]
     assert np.isfinite(summary["final_loss"])
+    assert summary["step_compilations"] == 1  # 2 epochs and a padded last batch, one program
     two, january = _top(vectors, corpus.vocab, "two"), _top(vectors, corpus.vocab, "january")
     assert len(NUMBERS & set(two)) >= 2, two
     assert len(MONTHS & set(january)) >= 1, january
@@ -63,6 +64,8 @@ def test_workdir_outputs_load_in_gensim(small_corpus, tmp_path):
     binv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.bin"), binary=True)
     assert len(txt) == len(binv) == summary["vocab_size"] and txt.vector_size == 16
     np.testing.assert_allclose(txt["the"], binv["the"], rtol=1e-6)
+    # fixed shapes: the step compiled once for the whole run, padded last batch included
+    assert summary["step_compilations"] == 1
     assert txt.index_to_key[:3] == ["the", "of", "and"]
     lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
     assert len(lines) >= 2
