@@ -143,3 +143,76 @@ def test_full_disk_during_a_save_is_reported_and_the_run_resumes(corpus, tmp_pat
         assert _vectors(disk / "wd") == _vectors(straight)
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def _steps(workdir):
+    ckpts = workdir / "checkpoints"
+    assert not [d for d in ckpts.iterdir() if "tmp" in d.name]  # no half-written checkpoint left
+    return sorted(int(d.name) for d in ckpts.iterdir() if d.name.isdigit())
+
+
+def test_checkpoint_every_updates_and_keep(corpus, tmp_path):
+    base = dict(model="cbow", dim=16, epochs=2, batch_size=64, steps_per_call=8, min_count=3,
+                checkpoint_minutes=0, checkpoint_every=100)
+    summary = _train(make_config(**base, keep=100), tmp_path / "all", corpus)
+    steps, last = _steps(tmp_path / "all"), summary["steps"]
+    # a save at the first call (8 updates) that is >= 100 updates after the previous save: every
+    # 104 updates, plus one at each epoch end (the last epoch's end is the final save)
+    assert steps[0] == 104 and steps[-1] == last and len(steps) >= last // 104, steps
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert all(g == 104 or 0 < g < 104 for g in gaps) and sum(g != 104 for g in gaps) <= base["epochs"], steps
+    # keep=2: only the last two remain, the latest is the final step; the cadence changes no value
+    _train(make_config(**base, keep=2), tmp_path / "two", corpus)
+    assert _steps(tmp_path / "two") == steps[-2:]
+    assert _vectors(tmp_path / "two") == _vectors(tmp_path / "all")
+
+
+def test_checkpoint_minutes(corpus, tmp_path):
+    minutes = 0.002  # 0.12 s; one epoch takes ~1.5 s here, and without this cadence leaves 1 checkpoint
+    cfg = make_config(model="cbow", dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3,
+                      checkpoint_minutes=minutes, keep=1000)
+    summary = _train(cfg, tmp_path, corpus)
+    steps = _steps(tmp_path)
+    assert steps[-1] == summary["steps"]
+    assert len(steps) >= 3, steps  # more checkpoints than epochs (+ the final one)
+    # and not one per call: timed saves are at least `minutes` apart (+ the epoch end and final save)
+    assert len(steps) <= summary["train_seconds"] / (60 * minutes) + 2, (steps, summary["train_seconds"])
+
+
+def test_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    import json
+    import re
+
+    import jax
+    import numpy as np
+
+    from w2vjax import step as step_lib
+    from w2vjax.checkpoint import Checkpoints
+    from w2vjax.train import TrainingError
+    from w2vjax.vocab import Vocab
+    # lr 3 without the row-update cap overflows after a few dozen updates (step 40 here)
+    cfg = make_config(model="cbow", dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3, lr=3.0,
+                      row_update_cap=0, log_every_s=0, checkpoint_every=8, keep=100)
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf|-inf) at step \d+") as e:
+        _train(cfg, tmp_path, corpus)
+    bad_step = int(re.search(r"at step (\d+)", str(e.value)).group(1))
+    steps = _steps(tmp_path)
+    # a checkpoint after every good call (8 updates), none of the call that diverged
+    assert steps and steps == list(range(8, bad_step, 8)), (steps, bad_step)
+    ckpt = Checkpoints(str(tmp_path))
+    try:
+        template = step_lib.abstract_state_tree(cfg, len(Vocab.load(tmp_path / "vocab.txt")))
+        for s in steps:  # each one restores to finite tables
+            tree = ckpt.manager.restore(s).state
+            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree["params"])), s
+        state, _, _, _ = ckpt.restore(template)
+        assert int(state.step) == steps[-1]
+    finally:
+        ckpt.close()
+    losses = [json.loads(line)["loss"] for line in open(tmp_path / "metrics.jsonl")]
+    assert losses and all(np.isfinite(losses))  # no non-finite loss logged
+    for name in ("vectors.txt", "vectors.bin", "summary.json", "vectors.txt.tmp"):
+        assert not (tmp_path / name).exists(), name
+    # rerunning resumes from the last good checkpoint and diverges at the same step again
+    with pytest.raises(TrainingError, match=f"at step {bad_step} "):
+        _train(cfg, tmp_path, corpus)

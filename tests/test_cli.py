@@ -1,5 +1,6 @@
 """The command line: outputs, queries, and one-line errors for bad input."""
 
+import re
 import subprocess
 import sys
 
@@ -30,10 +31,10 @@ def test_queries(trained, capsys):
     assert "capital-common-countries" in report and "total" in report and "ws353" in report
 
 
-def _err(argv, capsys):
-    code = main(argv)
+def _err(argv, capsys, code=2):
+    got = main(argv)
     err = capsys.readouterr().err.strip()
-    assert code != 0
+    assert got == code, (got, err)
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
 
@@ -75,6 +76,14 @@ def test_bad_vector_files(tmp_path, capsys, trained):
     (tmp_path / "t.bin").write_bytes(data[: len(data) // 2])
     assert "truncated" in _err(["eval", str(tmp_path / "t.bin")], capsys)
     assert "not in the vocabulary" in _err(["neighbors", str(trained / "vectors.bin"), "zebra"], capsys)
+
+
+def test_diverging_loss_is_one_line_naming_the_step(tmp_path, capsys, head_corpus):
+    err = _err(["train", head_corpus(60_000), "--workdir", str(tmp_path / "wd"), "--model", "cbow", "--dim", "16",
+                "--epochs", "1", "--batch-size", "64", "--steps-per-call", "8", "--min-count", "3", "--lr", "3",
+                "--row-update-cap", "0", "--checkpoint-every", "8", "--quiet", "--no-eval"], capsys)
+    assert re.fullmatch(r"w2vjax: error: loss became (nan|inf|-inf) at step \d+ .*lower --lr.*", err), err
+    assert not (tmp_path / "wd" / "vectors.txt").exists()
 
 
 def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
