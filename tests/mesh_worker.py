@@ -51,6 +51,7 @@ def main(corpus, out):
                 continue
             summary, v = train(corpus, devices=devices, shard_tables=shard, **kw)
             assert summary["devices"] == devices and summary["shard_tables"] == shard
+            assert summary["step_compilations"] == 1, summary["step_compilations"]
             result[f"{name}/{devices}{'/sharded' if shard else ''}"] = {
                 "bitwise": bool(np.array_equal(v, base)), "max_diff": float(np.abs(v - base).max())}
     # an interrupted 4-device run, resumed on 2 devices with sharded tables

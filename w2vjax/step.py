@@ -337,8 +337,11 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
         metrics["lr"] = opt_state.hyperparams["learning_rate"]
         return params, opt_state, step, metrics
 
+    traces = [0]  # times the step was traced (= compiled for new shapes); 1 for a whole run
+
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state: TrainState, batch: dict):
+        traces[0] += 1  # runs at trace time only
         if layout is None or layout.plain:
             params, opt_state, step, metrics = run_scan(state.params, state.opt_state, state.step,
                                                         state.key, batch)
@@ -352,4 +355,5 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
                                                     state.key, batch)
         return TrainState(step, params, opt_state, state.key), metrics
 
+    train_step.traces = lambda: traces[0]
     return train_step

@@ -384,17 +384,10 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             "examples": examples_total, "final_loss": final_loss,
             "mean_loss": loss_total / max(examples_total, 1.0), "steps": int(sharding.to_host(state.step)),
             "model": cfg.model.model, "loss": cfg.model.loss, "platform": jax.devices()[0].platform,
-            # programs compiled for the step: 1 = fixed shapes, no recompilation (the last batch is padded)
-            "step_compilations": _cache_size(train_step),
+            # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
+            "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
-
-
-def _cache_size(fn) -> Optional[int]:
-    try:
-        return int(fn._cache_size())
-    except Exception:  # a private jax API: report nothing rather than fail
-        return None
 
 
 def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.ndarray:
