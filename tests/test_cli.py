@@ -78,12 +78,61 @@ def test_bad_vector_files(tmp_path, capsys, trained):
     assert "not in the vocabulary" in _err(["neighbors", str(trained / "vectors.bin"), "zebra"], capsys)
 
 
+def test_work_dir_files_that_are_not_vectors(tmp_path, capsys, trained):
+    """Pointing a query at a checkpoint, the work dir or another of its files: one line naming it."""
+    step = next(d for d in (trained / "checkpoints").iterdir() if d.name.isdigit())
+    for path in (trained / "checkpoints", step, trained):
+        assert "is a directory, not a vectors file" in _err(["eval", str(path)], capsys)
+        assert str(path) in _err(["neighbors", str(path), "king"], capsys)
+    assert "vocab.txt: bad header" in _err(["neighbors", str(trained / "vocab.txt"), "king"], capsys)
+    lines = (trained / "vectors.txt").read_text().splitlines(keepends=True)
+    (tmp_path / "cut.txt").write_text("".join(lines[:3]) + lines[3][:5])  # cut mid-record
+    assert "cut.txt: truncated" in _err(["analogy", str(tmp_path / "cut.txt"), "king", "queen", "land"], capsys)
+
+
 def test_diverging_loss_is_one_line_naming_the_step(tmp_path, capsys, head_corpus):
     err = _err(["train", head_corpus(60_000), "--workdir", str(tmp_path / "wd"), "--model", "cbow", "--dim", "16",
                 "--epochs", "1", "--batch-size", "64", "--steps-per-call", "8", "--min-count", "3", "--lr", "3",
                 "--row-update-cap", "0", "--checkpoint-every", "8", "--quiet", "--no-eval"], capsys)
     assert re.fullmatch(r"w2vjax: error: loss became (nan|inf|-inf) at step \d+ .*lower --lr.*", err), err
     assert not (tmp_path / "wd" / "vectors.txt").exists()
+
+
+_PREPARE_PEAK = """
+import sys, tracemalloc
+import numpy as np
+import w2vjax.prepare as p
+p.CHUNK_BYTES, p.BLOCK_TOKENS = 1 << 20, 1 << 18  # small buffers, so corpus-sized memory would stand out
+tracemalloc.start()  # counts Python and NumPy allocations, unlike the RSS (allocator- and THP-dependent)
+c = p.prepare(sys.argv[1], sys.argv[2], min_count=3)
+peak = tracemalloc.get_traced_memory()[1]
+lengths = np.diff(c.sentences)
+print(c.num_words, len(lengths), int(lengths.max()), peak)
+"""
+
+
+def test_one_30mb_line_is_cut_into_sentences_in_bounded_memory(tmp_path, head_corpus):
+    """A corpus without a single newline (27 MB) is read in chunks and cut into 10000-word
+    sentences, and the memory it takes does not grow with the line (measured: 7.7 MB of
+    allocations for a 2.4 MB line, 8.8 MB for the 27 MB one; holding the line alone would add
+    27 MB).  Words are made 8x longer so that tracing allocations stays fast.  Training on one
+    line is what every test on ``head_corpus`` does (a 60 000-word line)."""
+    import os
+    import w2vjax
+    line = b" ".join(w * 8 for w in open(head_corpus(60_000), "rb").read().split())
+    runs = {}
+    for copies in (1, 11):
+        path = tmp_path / f"line{copies}.txt"
+        path.write_bytes(b" ".join([line] * copies))
+        r = subprocess.run([sys.executable, "-c", _PREPARE_PEAK, str(path), str(tmp_path / f"wd{copies}")],
+                           capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(w2vjax.__file__)))
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[copies] = [int(x) for x in r.stdout.split()]
+        path.unlink()
+    words, sentences, longest, _ = runs[11]
+    assert words > 600_000 and longest == 10000 and sentences == -(-words // 10000), runs
+    growth_mb = (runs[11][3] - runs[1][3]) / 2**20
+    assert growth_mb < 8, runs
 
 
 def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
