@@ -213,3 +213,15 @@ def test_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(c
     # rerunning resumes from the last good checkpoint and diverges at the same step again
     with pytest.raises(TrainingError, match=f"at step {bad_step} "):
         _train(cfg, tmp_path, corpus)
+
+
+def test_a_state_that_is_not_finite_is_never_saved(corpus, tmp_path, monkeypatch):
+    # the loss is finite but the last update of a call overflowed the tables: simulated
+    import jax.numpy as jnp
+    from w2vjax import train as train_lib
+    monkeypatch.setattr(train_lib, "_all_finite", lambda params: jnp.asarray(False))
+    cfg = make_config(model="cbow", dim=8, epochs=1, min_count=3, checkpoint_every=8, steps_per_call=8)
+    with pytest.raises(train_lib.TrainingError, match="tables hold NaN or inf at step 8 .*checkpoints before it"):
+        _train(cfg, tmp_path, corpus)
+    ckpts = tmp_path / "checkpoints"
+    assert not ckpts.exists() or not [d for d in ckpts.iterdir() if d.name.isdigit()]

@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import export, sharding, step as step_lib
@@ -309,6 +310,12 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
 
         def save():
             nonlocal last_save_step
+            # the loss is checked at every flush, but the last update of a call could still
+            # overflow the tables: never save a state that is not finite
+            if not bool(sharding.to_host(_all_finite(state.params))):
+                step_no = int(sharding.to_host(state.step))
+                raise TrainingError(f"the tables hold NaN or inf at step {step_no} (words {words_done:,}); "
+                                    "lower --lr; the checkpoints before it are kept")
             positions = position
             if shards > 1:  # every process's positions, in shard order
                 flat = [x for p in position for x in p]
@@ -388,6 +395,11 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
+
+
+@jax.jit
+def _all_finite(params: dict) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.isfinite(t).all() for t in params.values()]))
 
 
 def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.ndarray:
