@@ -14,7 +14,21 @@ Corpus:   ../shared/data/corpora/enwiki2015_text8style.zip (16.9 M words)
 Expected runtime (2 cores, measured): about 30 min for the 14 one-epoch runs beyond the
 baseline, plus about 17 min for the epochs knob (3 + 5 + 10 epochs).
 
-Last result: (filled in from the committed results.md; see below)
+Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4; results/knobs/; 1 epoch; seed spread
+of the baseline: analogy ±0.10 points, WS-353 ±0.007, SimLex-999 ±0.008):
+  baseline (dim 100, window 5, 5 negatives, sample 1e-3, noise 0.75): analogy 13.88 %, WS-353 0.490.
+  dim 50/100/200/300: analogy 12.68/13.88/13.75/13.63, WS-353 0.480/0.490/0.491/0.490 (flat above 100
+    after one epoch).
+  window 2/5/10: analogy 12.86/13.88/12.66, WS-353 0.444/0.490/0.519 (wider windows: more topical).
+  negatives 2/5/10/25: analogy 8.68/13.88/15.76/16.37, WS-353 0.438/0.490/0.508/0.511, SimLex
+    0.197/0.220/0.245/0.255 (more negatives help throughout, at a cost in speed).
+  sample 0/1e-3/1e-4/1e-5: analogy 11.83/13.88/7.93/0.85, WS-353 0.453/0.490/0.468/0.217 (at one
+    epoch on 17 M words, 1e-4 and 1e-5 drop too many words; SimLex peaks at 1e-4: 0.243).
+  noise exponent 0/0.5/0.75/1: analogy 1.86/10.56/13.88/13.51, WS-353 0.259/0.439/0.490/0.509
+    (uniform noise fails; 0.75 and 1 are close).
+  epochs: EPOCHS_RESULT
+Raw words/s in this study were measured while another job shared the 2 cores: compare speeds
+only within a row's own run, not between rows.
 """
 
 from .runner import Variant
