@@ -16,24 +16,25 @@ Full softmax is O(V) per example, so it uses the 10,000 most frequent words only
 over fewer answered questions and not comparable with the full-vocabulary rows.  Even so it
 ran at ~17k raw words/s (CBOW, 1 epoch: 15 min), so only CBOW with subsampling was run;
 the other softmax variants are listed as skipped, with the reason.
-Expected runtime (2 cores, measured): see "min of training and evaluation" below (CBOW runs
-1-2 min each, the CBOW softmax run 15 min, skip-gram runs several minutes each).
+Expected runtime (2 cores, measured with another job on the cores): 63 min for the 14 variants
+run (CBOW 1-2 min each, the CBOW softmax run 15 min, skip-gram 4-12 min each).
 
 Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4; results/objectives/; 1 epoch; analogy %
 / WS-353; seed spread of CBOW runs: analogy ±0.1-0.3 points, WS-353 ±0.007):
   skip-gram, sample 1e-3:  HS 22.96 / 0.615 > NEG-15 18.39 / 0.511 > NEG-5 16.04 / 0.507
-  skip-gram, no sampling:  HS 21.41 / 0.581 > NEG-5 15.69 / 0.491; SG_NS15_NOSUB
+  skip-gram, no sampling:  HS 21.41 / 0.581 > NEG-15 17.08 / 0.487 > NEG-5 15.69 / 0.491
   CBOW, sample 1e-3:       HS 17.06 / 0.569 > NEG-15 15.81 / 0.512 > NEG-5 13.88 / 0.490
   CBOW, no sampling:       HS 14.10 / 0.464 > NEG-15 12.65 / 0.446 > NEG-5 11.83 / 0.453
-  gain from subsampling (analogy points): skip-gram HS +1.55, NEG-5 +0.34; CBOW HS +2.96,
+  gain from subsampling (analogy points): skip-gram HS +1.55, NEG-15 +1.31, NEG-5 +0.34; CBOW HS +2.96,
   NEG-15 +3.16, NEG-5 +2.05.
   CBOW over the 10k most frequent words, sample 1e-3: full softmax 31.15 / 0.564 vs NEG-5 26.10 /
   0.549 (5,284 questions answered), at 17k vs 460k raw words/s.
 So at this scale and budget (17 M words, one epoch) the paper's ordering does not hold: HS
 beats NEG-15 and NEG-5 everywhere, with or without subsampling (the paper, on 1 B words, had
-NEG ahead of HS without subsampling); NEG-15 >= NEG-5 does hold.  "HS gains most from
-subsampling" holds for skip-gram (+1.55 vs +0.34 for NEG-5) but not for CBOW, where NEG-15
-gains as much.  Raw words/s were measured while another job shared the 2 cores: compare
+NEG ahead of HS without subsampling); NEG-15 >= NEG-5 does hold (on analogies).  "HS gains most from
+subsampling" holds for skip-gram (+1.55 vs +1.31 for NEG-15 and +0.34 for NEG-5) but not for
+CBOW, where NEG-15 gains as much (+3.16 vs +2.96, within the seed spread).  Raw words/s
+were measured while another job shared the 2 cores: compare
 speeds with care.
 """
 
