@@ -10,14 +10,18 @@ exceeds two standard errors.
 
 Command:  python -m experiments.run seeds
 Corpus:   ../shared/data/corpora/enwiki2015_text8style.zip (16.9 M words)
-Expected runtime (2 cores, measured): about 10 min for the six runs beyond seed 1.
+Expected runtime (2 cores, measured with another job on the cores): 16 min for all nine runs,
+about 12 min for the six beyond seed 1.
 
 Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4; results/seeds/; 1 epoch; mean ± sample std):
   CBOW/NEG-5 (seeds 1-3): analogy 13.99 ± 0.10 %, WS-353 0.497 ± 0.007, SimLex-999 0.229 ± 0.008
   CBOW/HS    (seeds 1-3): analogy 16.70 ± 0.34 %, WS-353 0.565 ± 0.005, SimLex-999 0.217 ± 0.010
   CBOW/HS - CBOW/NEG-5: analogy +2.71 and WS-353 +0.068 are real (> 2 standard errors); the
   SimLex-999 difference is not.
-  SEEDS_SG
+  SG/NEG-5   (seeds 1-3): analogy 15.72 ± 0.30 %, WS-353 0.506 ± 0.001, SimLex-999 0.274 ± 0.002
+  Every pairwise difference in analogy accuracy and WS-353 between these three is real; the
+  spread is 0.1-0.34 analogy points and at most 0.007 WS-353, so in the other studies (one run
+  per variant) differences under about 0.7 points or 0.015 WS-353 should be treated as noise.
 """
 
 from .runner import Variant
