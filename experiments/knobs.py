@@ -12,7 +12,7 @@ the objectives study's ``cbow-ns5-sub``).  Differences smaller than the seed spr
 Command:  python -m experiments.run knobs
 Corpus:   ../shared/data/corpora/enwiki2015_text8style.zip (16.9 M words)
 Expected runtime (2 cores, measured with another job on the cores): 25 min for the 14 one-epoch
-runs beyond the baseline, 6.5 min for epochs 3 and 5; epochs 10 should take about 10 min more.
+runs beyond the baseline, 6.5 min for epochs 3 and 5, 8 min for epochs 10.
 
 Last result (2026-11-22, w2vjax snapshot of commit 6d7a3d4; results/knobs/; 1 epoch; seed spread
 of the baseline: analogy ±0.10 points, WS-353 ±0.007, SimLex-999 ±0.008):
@@ -26,9 +26,9 @@ of the baseline: analogy ±0.10 points, WS-353 ±0.007, SimLex-999 ±0.008):
     epoch on 17 M words, 1e-4 and 1e-5 drop too many words; SimLex peaks at 1e-4: 0.243).
   noise exponent 0/0.5/0.75/1: analogy 1.86/10.56/13.88/13.51, WS-353 0.259/0.439/0.490/0.509
     (uniform noise fails; 0.75 and 1 are close).
-  epochs 1/3/5: analogy 13.88/29.81/34.13, WS-353 0.490/0.608/0.644, SimLex 0.220/0.260/0.276
-    (the 5-epoch run reproduces the README's quality table exactly: 34.13 %, 0.644); epochs 10
-    was not run in the time available (it resumes with the command above).
+  epochs 1/3/5/10: analogy 13.88/29.81/34.13/38.86, WS-353 0.490/0.608/0.644/0.649, SimLex
+    0.220/0.260/0.276/0.292 (the 5-epoch run reproduces the README's quality table exactly:
+    34.13 %, 0.644).
 Raw words/s in this study were measured while another job shared the 2 cores: compare speeds
 only within a row's own run, not between rows.
 """
