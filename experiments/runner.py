@@ -5,9 +5,9 @@ the tool, the corpus and the settings that determine the vectors (``Config.ident
 the same run requested by two studies (the knobs' baseline is the objectives' CBOW/NS run and
 the seeds' seed 1) is trained once, and a finished run (``summary.json`` present) is never
 trained again: rerunning a study only runs what is missing, and an interrupted w2vjax run
-resumes from its checkpoint.  The hash covers every identity field of the w2vjax version that runs, so
-a w2vjax whose configuration gained fields makes new work dirs rather than reusing runs of
-another version (build reports with the version that trained: see queue.sh's W2VJAX_SRC).  The prepared corpus (token ids, vocabulary) is made once per
+resumes from its checkpoint.  The hash covers every identity field, except fields added to w2vjax
+after the committed runs while they are at their default (``ADDED_LATER``), so the current code
+still finds those runs.  The prepared corpus (token ids, vocabulary) is made once per
 (corpus, min-count, max-vocab) under ``WORKDIR/_prepared`` and hard-linked into each run.
 
 Reports.  ``RESULTS/<study>/`` receives ``results.md`` (the study's header, the table, seed
@@ -97,9 +97,18 @@ def config_of(v: Variant):
     return make_config(**v.settings)
 
 
+ADDED_LATER = (("train", "data_shards", 0),)
+
+
 def run_key(v: Variant, corpus: str) -> str:
     cfg = config_of(v)
     ident = cfg.identity()
+    # settings added to w2vjax after the committed runs: left out of the key while at their
+    # default, so those runs' work dirs keep their names (and a new default field never
+    # renames every run)
+    for section, field, default in ADDED_LATER:
+        if ident.get(section, {}).get(field, default) == default:
+            ident.get(section, {}).pop(field, None)
     if v.tool == "gensim":  # gensim ignores w2vjax-only knobs: key on what it uses
         ident = gensim_settings(cfg)
     st = os.stat(corpus)

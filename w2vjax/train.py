@@ -270,6 +270,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             nonlocal pending, last_log_t, last_words, final_loss, loss_total, examples_total
             got = [jax.tree.map(sharding.to_host, m) for m in pending]
             pending = []
+            now = time.time()  # after the pending calls finished: words/s of computed, not dispatched, work
             loss_sum = float(sum(m["loss_sum"] for m in got))
             ex = float(sum(m["examples"] for m in got))
             lr = float(got[-1]["lr"])
