@@ -171,6 +171,8 @@ def main(argv=None) -> int:
         # Orbax reports a failed background save through absl's logger, with tracebacks; the
         # error itself reaches us and is printed as one line.
         logging.getLogger("absl").setLevel(logging.CRITICAL)
+        # ... and its unawaited write tasks through asyncio's ("Task exception was never retrieved")
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except KeyboardInterrupt:
