@@ -112,8 +112,12 @@ def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple
     return counts[ids], counts.at[flat].set(0.0, mode="promise_in_bounds")
 
 
-def count_buffers(params: dict) -> dict:
-    return {k: jnp.zeros(v.shape[:1], jnp.float32) for k, v in params.items()}
+def count_buffers(params: dict, rows: Optional[dict] = None) -> dict:
+    """All-zero ``[rows]`` count buffers per table: the tables' own rows, or ``rows`` (the global
+    row counts, when ``params`` are one device's shard of row-sharded tables)."""
+    if rows is None:
+        rows = {k: v.shape[0] for k, v in params.items()}
+    return {k: jnp.zeros((r,), jnp.float32) for k, r in rows.items()}
 
 
 def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: dict, cap: float):
@@ -273,8 +277,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
             if bufs is None:
-                bufs = count_buffers(params) if rows is None else {
-                    t: jnp.zeros((r,), jnp.float32) for t, r in rows.items()}
+                bufs = count_buffers(params, rows)
             grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(words))
         opt_state = opt_state._replace(hyperparams=hyper)
@@ -329,8 +332,7 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
     def run_scan(params, opt_state, step, key, batch):
         bufs = None
         if cfg.train.row_update_cap > 0:
-            bufs = (count_buffers(params) if layout is None or layout.plain else
-                    {t: jnp.zeros((r,), jnp.float32) for t, r in layout.rows.items()})
+            bufs = count_buffers(params, None if layout is None else layout.rows)
         (params, opt_state, step, key, _), stats = jax.lax.scan(
             micro, (params, opt_state, step, key, bufs), batch)
         metrics = {k: v.sum() for k, v in stats.items()}

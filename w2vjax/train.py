@@ -194,8 +194,6 @@ def make_layout(cfg: Config, rows: dict[str, int]) -> sharding.Layout:
     if cfg.batch_size % (mesh.size * shards // math.gcd(mesh.size, shards)):
         raise ConfigError(f"--batch-size {cfg.batch_size} must be a multiple of the {mesh.size} devices "
                           f"and of the {shards} data shards")
-    if cfg.train.shard_tables and cfg.model.loss == "softmax":
-        raise ConfigError("--shard-tables cannot be used with --loss softmax (it reads every output row)")
     return sharding.Layout(mesh, cfg.train.shard_tables, rows, shards)
 
 
@@ -404,8 +402,6 @@ def _all_finite(params: dict) -> jax.Array:
 
 
 def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.ndarray:
-    if layout.plain:
-        return np.asarray(jax.device_get(state.params["emb_in"]))
     return layout.host_params({"emb_in": state.params["emb_in"]})["emb_in"]
 
 
