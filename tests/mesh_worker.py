@@ -14,6 +14,12 @@ os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
                            # device waiting in a collective must not hold a thread another needs
                            "--xla_cpu_multi_thread_eigen=false")
 os.environ["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
+# XLA:CPU runs the simulated devices' programs on thread pools sized by PJRT_NPROC (default: the
+# cores it sees).  A device blocked in a collective holds its thread, so with fewer threads than
+# devices the last device may never get one and the rendezvous aborts after 40 s (PJRT_NPROC=1
+# reproduces it every time; CI's 2-core machine hit it 3 times in a row).  Give the pools more
+# threads than devices, so every device of a collective always has a thread to arrive on.
+os.environ["PJRT_NPROC"] = "16"
 
 import json  # noqa: E402
 import tempfile  # noqa: E402

@@ -32,9 +32,9 @@ def test_1_2_4_devices_and_sharded_tables_give_the_same_vectors(head_corpus, tmp
     for attempt in range(3):
         proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mesh_worker.py"), head_corpus(60_000),
                                str(out)], env=_env(), capture_output=True, text=True, timeout=600)
-        # XLA:CPU runs simulated devices on a thread pool the size of the machine's cores; with 4
-        # devices on 2 cores an in-process collective can starve and abort after 40 s (a test-rig
-        # limit, not w2vjax's: real devices have their own streams).  Then try again.
+        # The worker gives XLA:CPU's thread pools more threads than simulated devices (PJRT_NPROC),
+        # which removes the collective starvation seen on 2 cores (a test-rig limit, not w2vjax's:
+        # real devices have their own streams); should a rendezvous still time out, try again.
         if not (proc.returncode == -6 and "rendezvous" in proc.stderr):
             break
     assert proc.returncode == 0, proc.stderr[-3000:]
