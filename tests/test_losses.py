@@ -155,3 +155,18 @@ def test_negative_sampling_value_matches_formula():
     expect = (-np.log(sig(np.einsum("bd,bd->b", h, pos)))
               - np.log(sig(-np.einsum("bd,bkd->bk", h, neg))).sum(1))
     np.testing.assert_allclose(losses.negative_sampling(h, pos, neg), expect, rtol=1e-5)
+
+
+def test_logistic_rows_is_negative_sampling_and_hierarchical_softmax():
+    """The trainer's one kernel for both (no slicing of the gathered rows) = their definitions."""
+    rng = np.random.default_rng(4)
+    h, rows = _rows(rng, 6, 8), _rows(rng, 6, 5, 8)
+    neg_mask = jnp.asarray((rng.random((6, 4)) < 0.8).astype(np.float32))
+    sign = jnp.asarray([1.0, -1, -1, -1, -1])
+    weight = jnp.concatenate([jnp.ones((6, 1)), neg_mask], axis=1)
+    np.testing.assert_allclose(losses.logistic_rows(h, rows, sign, weight),
+                               losses.negative_sampling(h, rows[:, 0], rows[:, 1:], neg_mask), rtol=1e-6)
+    codes = jnp.asarray(rng.integers(0, 2, (6, 5)))
+    path = jnp.asarray((rng.random((6, 5)) < 0.7).astype(np.float32))
+    np.testing.assert_allclose(losses.logistic_rows(h, rows, 1.0 - 2.0 * codes, path),
+                               losses.hierarchical_softmax(h, rows, codes, path), rtol=1e-6)

@@ -169,3 +169,45 @@ def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
     # output row 3 is touched 5 times by unmasked examples (scale 2/5), row 4 three times (2/3)
     np.testing.assert_allclose(capped["out"][:4, :, 0], [[0.4, 0.4], [0.4, 2 / 3], [0.4, 0.4], [2 / 3, 2 / 3]])
     assert not np.any(bufs["emb_in"]) and not np.any(bufs["emb_out"])  # buffers handed back all-zero
+
+
+@pytest.mark.parametrize("model,loss,shared", [("skipgram", "ns", False), ("cbow", "ns", False),
+                                               ("skipgram", "hs", False), ("cbow", "hs", False),
+                                               ("skipgram", "ns", True)])
+def test_host_touch_counts_equal_the_devices(model, loss, shared, head_corpus, tmp_path):
+    """The one-device trainer counts the row-update cap's touches on the host (step.HostCounts,
+    in the prefetch thread); the mesh counts them on the device.  Same counts, same vectors."""
+    from w2vjax.prepare import prepare
+    from w2vjax.stream import Streamer, StreamSpec
+    cfg = make_config(model=model, loss=loss, dim=16, batch_size=64, steps_per_call=8, negative=4, window=3,
+                      shared_negatives=shared, row_update_cap=2.0).validate()
+    data = prepare(head_corpus(20_000), str(tmp_path), 3, None, 10_000)
+    tables = step_lib.make_tables(data.vocab, cfg)
+    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias))
+    spec = StreamSpec(model, 3, cfg.batch_size, 8, 1, 1, windows=cfg.windows,
+                      negative=4 if loss == "ns" else 0)
+    batches = [b for b, _, _ in Streamer(data, data.vocab.keep_prob(1e-3), spec, noise=noise)()][:4]
+    counts = step_lib.HostCounts(cfg, tables)
+    # the host's counts, slot by slot, are what the device counts with its [V] buffers
+    b0 = jax.tree.map(lambda x: x[0], counts(batches[0]))
+    rows, ids, aux = objectives.gather({"emb_in": jnp.zeros((len(data.vocab), 1)),
+                                        "emb_out": jnp.zeros((len(data.vocab), 1))},
+                                       b0, tables, loss, None, 4, neg=b0.get("neg"))
+    w_in, w_out = step_lib.touch_weights(jnp, b0, ids["out"].shape, aux.get("path_mask"), shared)
+    zeros = jnp.zeros((len(data.vocab),))
+    m_in, _ = step_lib._multiplicity(ids["in"], w_in, zeros)
+    m_out, _ = step_lib._multiplicity(ids["out"], w_out, zeros)
+    live_in, live_out = np.asarray(w_in) > 0, np.asarray(w_out) > 0
+    assert live_in.any() and live_out.any() and (np.asarray(m_out)[live_out] > cfg.train.row_update_cap).any()
+    np.testing.assert_array_equal(b0["m_in"][live_in], np.asarray(m_in)[live_in])
+    np.testing.assert_array_equal(b0["m_out"][live_out], np.asarray(m_out)[live_out])
+    # and training on either gives the same tables, bitwise
+    fn = step_lib.make_train_step(cfg, tables, data.num_words)
+    s_dev = s_host = step_lib.init_state(cfg, len(data.vocab))
+    s_host = step_lib.init_state(cfg, len(data.vocab))
+    for b in batches:
+        s_dev, _ = fn(s_dev, b)
+        s_host, _ = fn(s_host, counts(b))
+    assert fn.traces() == 2  # one trace with host counts, one without; never again
+    for k in s_dev.params:
+        np.testing.assert_array_equal(np.asarray(s_dev.params[k]), np.asarray(s_host.params[k]))

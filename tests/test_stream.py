@@ -3,7 +3,7 @@ import pytest
 
 from w2vjax.prepare import Corpus
 from w2vjax.stream import Position, Prefetcher, Streamer, StreamSpec
-from w2vjax.vocab import Vocab
+from w2vjax.vocab import Vocab, alias_table
 
 
 def _corpus(n=3000, sentence=500):
@@ -17,22 +17,30 @@ def _all(streamer, start=Position()):
     return [(b, p, w) for b, p, w in streamer(start)]
 
 
-@pytest.mark.parametrize("model", ["skipgram", "cbow"])
-def test_stream_is_a_pure_function_of_seed_and_position(model):
+@pytest.mark.parametrize("model,negative", [("skipgram", 0), ("cbow", 0), ("skipgram", 3), ("cbow", 2)])
+def test_stream_is_a_pure_function_of_seed_and_position(model, negative):
     c = _corpus()
-    spec = StreamSpec(model, 4, 32, 5, 2, seed=3, block_words=700)
+    spec = StreamSpec(model, 4, 32, 5, 2, seed=3, block_words=700, negative=negative)
     keep = np.full(len(c.vocab), 0.8, np.float32)
-    a, b = _all(Streamer(c, keep, spec)), _all(Streamer(c, keep, spec))
+    noise = alias_table(c.vocab.noise_probs(0.75)) if negative else None
+    a, b = _all(Streamer(c, keep, spec, noise=noise)), _all(Streamer(c, keep, spec, noise=noise))
+    if negative:  # each example carries its noise words; drawing them leaves the examples as they were
+        assert a[0][0]["neg"].shape == (5, 32, negative)
+        plain = _all(Streamer(c, keep, spec._replace(negative=0)))
+        for (x, _, _), (y, _, _) in zip(a, plain):
+            assert set(x) == set(y) | {"neg"}
+            for k in y:
+                np.testing.assert_array_equal(x[k], y[k])
     assert len(a) == len(b) > 5
     for (x, px, wx), (y, py, wy) in zip(a, b):
         assert px == py and wx == wy
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
-    other = _all(Streamer(c, keep, spec._replace(seed=4)))
+    other = _all(Streamer(c, keep, spec._replace(seed=4), noise=noise))
     assert not np.array_equal(a[0][0]["out"], other[0][0]["out"])
     # resuming from any saved position yields exactly the rest of the stream
     for i in (1, 4, len(a) - 2):
-        rest = _all(Streamer(c, keep, spec), a[i][1])
+        rest = _all(Streamer(c, keep, spec, noise=noise), a[i][1])
         assert len(rest) == len(a) - i - 1
         for (x, _, _), (y, _, _) in zip(a[i + 1:], rest):
             for k in x:

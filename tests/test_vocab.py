@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from w2vjax import objectives
+from w2vjax.stream import draw_noise
 from w2vjax.vocab import Vocab, alias_probs, alias_table, build_vocab, huffman_tree
 
 
@@ -85,6 +86,11 @@ def test_noise_distribution_and_alias_sampler():
     freq = np.bincount(draws, minlength=8)
     chi2 = ((freq - 200_000 * p) ** 2 / (200_000 * p)).sum()
     assert chi2 < 24.3  # p = 0.001 for 7 degrees of freedom
+    # and so do the stream's draws on the host (w2vjax.stream.draw_noise), the ones training uses
+    draws = draw_noise(np.random.default_rng(0), (accept, alias), (400, 500)).ravel()
+    freq = np.bincount(draws, minlength=8)
+    chi2 = ((freq - 200_000 * p) ** 2 / (200_000 * p)).sum()
+    assert chi2 < 24.3
 
 
 def test_build_vocab_orders_by_count_with_first_occurrence_ties():

@@ -54,6 +54,16 @@ def negative_sampling(h: jax.Array, pos: jax.Array, neg: jax.Array,
     return -jax.nn.log_sigmoid(pos_logit) - neg_term.sum(-1)
 
 
+def logistic_rows(h: jax.Array, rows: jax.Array, sign: jax.Array, weight: jax.Array) -> jax.Array:
+    """``-sum_j weight_j log sigma(sign_j v'_j . h)`` per example: the shape both negative
+    sampling (rows = [positive, negatives], sign = [+1, -1, ...]) and hierarchical softmax
+    (rows = the path's inner nodes, sign = 1 - 2 code) take.  One product ``[B, J]`` of the
+    rows as they were gathered, no slicing: the form the trainer uses (the two functions
+    around it are the readable definitions; tests check they agree)."""
+    logit = jnp.einsum("...d,...jd->...j", h, rows)
+    return -(jax.nn.log_sigmoid(sign * logit) * weight).sum(-1)
+
+
 def hierarchical_softmax(h: jax.Array, nodes: jax.Array, codes: jax.Array,
                          path_mask: jax.Array) -> jax.Array:
     """Hierarchical-softmax loss over a word's Huffman path, per example.

@@ -113,11 +113,10 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     if model == "skipgram" and rows["in"].ndim == 3:  # center windows [B, 2W, D]
         return _skipgram_window_loss(rows, batch, aux, loss)
     h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
-    if loss == "ns":
-        out = rows["out"]
-        per = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], aux["neg_mask"])
-    elif loss == "hs":
-        per = losses.hierarchical_softmax(h, rows["out"], aux["codes"], aux["path_mask"])
+    if loss == "ns":  # = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], neg_mask)
+        per = losses.logistic_rows(h, rows["out"], *_ns_sign_weight(aux["neg_mask"]))
+    elif loss == "hs":  # = losses.hierarchical_softmax(h, rows["out"], codes, path_mask)
+        per = losses.logistic_rows(h, rows["out"], 1.0 - 2.0 * aux["codes"].astype(h.dtype), aux["path_mask"])
     else:
         per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk, rows.get("bias"))
     return per * batch["mask"]
@@ -130,5 +129,13 @@ def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.
         raise ValueError("skip-gram center windows are used with negative sampling only")
     h = rows["in"]  # [B, C, D]
     out = rows["out"][:, None]  # [B, 1, 1 + K, D], broadcast over the C contexts
-    per = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], aux["neg_mask"][:, None])
+    sign, weight = _ns_sign_weight(aux["neg_mask"])
+    per = losses.logistic_rows(h, out, sign, weight[:, None])
     return (per * batch["inp_mask"]).sum(-1) * batch["mask"]
+
+
+def _ns_sign_weight(neg_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Negative sampling as :func:`losses.logistic_rows`: the rows are [positive, K negatives],
+    signs ``[+1, -1, ...]``, weights ``[1, neg_mask]``."""
+    sign = jnp.where(jnp.arange(neg_mask.shape[-1] + 1) == 0, 1.0, -1.0)
+    return sign, jnp.concatenate([jnp.ones_like(neg_mask[..., :1]), neg_mask], axis=-1)

@@ -120,7 +120,24 @@ def count_buffers(params: dict, rows: Optional[dict] = None) -> dict:
     return {k: jnp.zeros((r,), jnp.float32) for k, r in rows.items()}
 
 
-def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: dict, cap: float):
+def touch_weights(xp, mb: dict, out_shape: tuple, path_mask=None, skipgram_windows: bool = False):
+    """How much each id slot counts as a touch of its row: ``(w_in, w_out)``, broadcastable to
+    the input and output ids.  ``xp`` is ``jax.numpy`` (the device) or ``numpy`` (the host's
+    :class:`HostCounts`): one definition for both, so they count the same touches."""
+    mask = mb["mask"]
+    windows = mb["inp"].ndim == mask.ndim + 1
+    w_in = mask[..., None] * mb["inp_mask"] if windows else mask
+    w_out = mask
+    if skipgram_windows:  # skip-gram window: the output rows get one touch per context
+        w_out = w_out * mb["inp_mask"].sum(-1)
+    w_out = w_out[..., None]
+    if path_mask is not None:
+        w_out = w_out * path_mask
+    return w_in, xp.broadcast_to(w_out, out_shape)
+
+
+def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: Optional[dict], cap: float,
+                    skipgram_windows: bool = False):
     """Scale the summed update of a row touched ``m`` times by ``1 / max(1, m / cap)``.
 
     word2vec.c applies the updates of one row one after another, each on the
@@ -132,20 +149,77 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: dict, cap
     summed updates per step is what ``cap`` Hogwild threads of word2vec.c would
     apply at once.  For the full softmax, a row's touches are its count as a
     target plus its expected count ``sum_e y_ej`` (``aux['touch']``).
+
+    The touch counts are ``mb['m_in']`` / ``mb['m_out']`` when the host computed them
+    (:class:`HostCounts`, the one-device path: a ``[V]`` scatter costs the device more than
+    the rest of the update's bookkeeping); else they are counted here in the all-zero ``bufs``.
     """
-    mask = mb["mask"]
-    w_in = mask if mb["inp"].ndim == 1 else mask[:, None] * mb["inp_mask"]
-    m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
+    if "m_in" in mb:
+        m_in, m_out = mb["m_in"], mb["m_out"]
+    else:
+        out_shape = None if ids["out"] is None else ids["out"].shape
+        w_in, w_out = touch_weights(jnp, mb, out_shape or mb["mask"].shape + (1,), aux.get("path_mask"),
+                                    skipgram_windows)
+        m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
+        bufs = dict(bufs, emb_in=buf_in)
+        m_out = None
+        if ids["out"] is not None:
+            m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
+            bufs = dict(bufs, emb_out=buf_out)
     out = {"in": grads["in"] / jnp.maximum(1.0, m_in / cap)[..., None]}
     if ids["out"] is None:
         out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
-        return out, dict(bufs, emb_in=buf_in)
-    if "contexts" in aux:  # skip-gram window: one touch per context
-        mask = mask * aux["contexts"]
-    w_out = mask[:, None] * aux.get("path_mask", jnp.ones(ids["out"].shape, jnp.float32))
-    m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
-    out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
-    return out, {"emb_in": buf_in, "emb_out": buf_out}
+    else:
+        out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
+    return out, bufs
+
+
+class HostCounts:
+    """The row-update cap's touch counts of a whole call's batch, computed with NumPy.
+
+    ``batch -> batch + {'m_in', 'm_out'}``: per micro-batch, how many (weighted) times each
+    input and output id slot's row is touched, exactly what :func:`cap_row_updates` counts on
+    the device (sums of small integers, exact in float32).  Run in the prefetch thread, it
+    takes that bookkeeping off the device: on one CPU device it was about a third of the step.
+    For negative sampling (with the noise words in ``batch['neg']``) and hierarchical softmax.
+    """
+
+    def __init__(self, cfg: Config, tables: objectives.Tables):
+        if cfg.model.loss not in ("ns", "hs"):
+            raise ValueError("host touch counts are for negative sampling and hierarchical softmax")
+        self.loss = cfg.model.loss
+        self.skipgram_windows = cfg.model.model == "skipgram" and cfg.windows
+        self.points = np.asarray(tables.points)
+        self.path_mask = np.asarray(tables.path_mask, np.float32)
+
+    def __call__(self, batch: dict) -> dict:
+        if self.loss == "ns":
+            out_ids, path_mask = np.concatenate([batch["out"][..., None], batch["neg"]], axis=-1), None
+        else:
+            out_ids, path_mask = self.points[batch["out"]], self.path_mask[batch["out"]]
+        w_in, w_out = touch_weights(np, batch, out_ids.shape, path_mask, self.skipgram_windows)
+        return dict(batch, m_in=step_counts(batch["inp"], w_in), m_out=step_counts(out_ids, w_out))
+
+
+def step_counts(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """For ids ``[steps, ...]``: the summed ``weights`` of the slots holding the same id in the
+    same step, for every slot (0 where the slot's own weight is 0: those slots update nothing).
+
+    One ``np.add.at`` into a zeroed scratch row per step, read back, then the touched entries
+    are zeroed again: linear in the slots, whatever the vocabulary (a sort over the whole call
+    cost 7x more).  The sums are of small integers, exact in float32 in any order.
+    """
+    s = ids.shape[0]
+    flat = ids.reshape(s, -1)
+    w = np.ascontiguousarray(np.broadcast_to(weights, ids.shape), np.float32).reshape(s, -1)
+    scratch = np.zeros(int(ids.max(initial=0)) + 1, np.float32)
+    out = np.empty(flat.shape, np.float32)
+    for i in range(s):
+        np.add.at(scratch, flat[i], w[i])
+        out[i] = scratch[flat[i]]
+        scratch[flat[i]] = 0.0
+    out *= w != 0
+    return out.reshape(ids.shape)
 
 
 MAX_SOFTMAX_LOGITS = 1 << 24  # [batch, V] logits above this many floats are computed in chunks
@@ -241,16 +315,14 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
 
     def update(params, opt_state, step, key, mb, bufs=None):
         k = jax.random.fold_in(key, step)
-        neg = None
-        if m.loss == "ns":  # the global batch's draws, whatever the number of devices
+        neg = mb.get("neg")  # the stream's noise words (each example carries its own)
+        if m.loss == "ns" and neg is None:  # else the global batch's draws, whatever the number of devices
             b = mb["out"].shape[0]
             neg = objectives.sample_negatives(k, tables, (b * n,) + mb["out"].shape[1:] + (m.negative,))
             if n > 1:
                 neg = jax.lax.dynamic_slice_in_dim(neg, jax.lax.axis_index(axis) * b, b)
         lookup = sharded_lookup(params) if shard_tables else None
         rows_, ids, aux = objectives.gather(params, mb, tables, m.loss, k, m.negative, neg=neg, lookup=lookup)
-        if m.model == "skipgram" and cfg.windows:
-            aux["contexts"] = mb["inp_mask"].sum(-1)
         def total(r):
             per = loss_fn(r, mb, aux)
             return per.sum(), per
@@ -259,7 +331,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         if n > 1:  # from here on every device works on the whole micro-batch
             dense_out = ids["out"] is None  # full softmax: a dense output gradient (+ bias), all-reduced
             local = {"per": per, "in": grads["in"], "ids_in": ids["in"], "aux": aux,
-                     "mb": {k_: v for k_, v in mb.items() if k_ != "words" or v.ndim}}
+                     "mb": {k_: v for k_, v in mb.items() if k_ != "neg" and (k_ != "words" or v.ndim)}}
             if not dense_out:
                 local.update(out=grads["out"], ids_out=ids["out"])
             dense = jnp.concatenate([grads["out"], bias_grad[:, None]], axis=1) if dense_out else None
@@ -276,9 +348,10 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
-            if bufs is None:
+            if bufs is None and "m_in" not in mb:
                 bufs = count_buffers(params, rows)
-            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap)
+            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap,
+                                          m.model == "skipgram" and cfg.windows)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(words))
         opt_state = opt_state._replace(hyperparams=hyper)
         upd, opt_state = tx.update(grads, opt_state)
@@ -331,7 +404,7 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
 
     def run_scan(params, opt_state, step, key, batch):
         bufs = None
-        if cfg.train.row_update_cap > 0:
+        if cfg.train.row_update_cap > 0 and "m_in" not in batch:
             bufs = count_buffers(params, None if layout is None else layout.rows)
         (params, opt_state, step, key, _), stats = jax.lax.scan(
             micro, (params, opt_state, step, key, bufs), batch)

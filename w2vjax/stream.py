@@ -11,7 +11,12 @@ Per block, as word2vec.c does per sentence:
 1. subsampling keeps each token with ``keep_prob[word]``;
 2. every kept token (a *center*) draws its effective window ``b`` uniformly in
    ``1..window``;
-3. contexts are the kept tokens at distance ``1..b`` in the same sentence.
+3. contexts are the kept tokens at distance ``1..b`` in the same sentence;
+4. with negative sampling, every example draws its ``negative`` noise words from the
+   unigram^0.75 alias table (``neg``), after the draws above (so the examples do not
+   depend on them).  Noise words are data, like the examples: drawn here, in the
+   prefetch thread, they cost the device nothing, and an example carries its own
+   whatever the number of devices or data shards it is split over.
 
 Skip-gram examples are ``(context, center)`` pairs: as in word2vec.c the
 context word's input vector is trained to predict the center word.  They come
@@ -53,6 +58,7 @@ class StreamSpec(NamedTuple):
     seed: int
     block_words: int = 1 << 16
     windows: bool = False  # skip-gram as center windows (like CBOW) instead of pairs
+    negative: int = 0  # noise words drawn per example (``neg``); needs the noise alias table
 
 
 def block_bounds(sentences: np.ndarray, block_words: int) -> np.ndarray:
@@ -64,14 +70,23 @@ def block_bounds(sentences: np.ndarray, block_words: int) -> np.ndarray:
     return np.unique(bounds)
 
 
+def draw_noise(rng: np.random.Generator, noise: tuple[np.ndarray, np.ndarray], shape) -> np.ndarray:
+    """Noise words ``[*shape]`` drawn exactly from the alias table ``noise = (accept, alias)``."""
+    accept, alias = noise
+    i = rng.integers(0, len(accept), size=shape, dtype=np.int64)
+    u = rng.random(shape, dtype=np.float32)
+    return np.where(u < accept[i], i, alias[i]).astype(np.int32)
+
+
 def block_examples(tokens: np.ndarray, sentences: np.ndarray, keep_prob: np.ndarray, spec: StreamSpec,
-                   epoch: int, block: int, lo: int, hi: int) -> dict[str, np.ndarray]:
+                   epoch: int, block: int, lo: int, hi: int, noise=None) -> dict[str, np.ndarray]:
     """All examples of ``tokens`` (the ids ``lo:hi``, whole sentences) for ``(seed, epoch, block)``.
 
     Returns arrays with a leading example axis.  Skip-gram pairs: ``inp`` (context
     id), ``out`` (center id), ``pos`` (raw token index of the center).  Windows (CBOW,
     or skip-gram with ``spec.windows``): ``inp`` ``[n, 2W]`` context ids,
-    ``inp_mask`` ``[n, 2W]``, ``out`` (center), ``pos``.
+    ``inp_mask`` ``[n, 2W]``, ``out`` (center), ``pos``.  With ``spec.negative``, also
+    ``neg`` ``[n, negative]``, drawn from ``noise`` (the alias table).
     """
     rng = np.random.default_rng([spec.seed, epoch, block])
     w = spec.window
@@ -94,12 +109,16 @@ def block_examples(tokens: np.ndarray, sentences: np.ndarray, keep_prob: np.ndar
     pos = kept + lo
     if spec.model == "skipgram" and not spec.windows:
         rows, cols = np.nonzero(valid)
-        return {"inp": ktok[jc[rows, cols]].astype(np.int32), "out": ktok[rows].astype(np.int32),
-                "pos": pos[rows]}
-    has = valid.any(axis=1)
-    return {"inp": np.where(valid, ktok[jc], 0)[has].astype(np.int32),
-            "inp_mask": valid[has].astype(np.float32),
-            "out": ktok[has].astype(np.int32), "pos": pos[has]}
+        ex = {"inp": ktok[jc[rows, cols]].astype(np.int32), "out": ktok[rows].astype(np.int32),
+              "pos": pos[rows]}
+    else:
+        has = valid.any(axis=1)
+        ex = {"inp": np.where(valid, ktok[jc], 0)[has].astype(np.int32),
+              "inp_mask": valid[has].astype(np.float32),
+              "out": ktok[has].astype(np.int32), "pos": pos[has]}
+    if spec.negative:
+        ex["neg"] = draw_noise(rng, noise, (len(ex["out"]), spec.negative))
+    return ex
 
 
 class Streamer:
@@ -113,7 +132,10 @@ class Streamer:
     """
 
     def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec, shard: int = 0,
-                 shards: int = 1):
+                 shards: int = 1, noise=None):
+        if spec.negative and noise is None:
+            raise ValueError("spec.negative > 0 needs the noise alias table (accept, alias)")
+        self.noise = None if noise is None else tuple(np.asarray(a) for a in noise)
         self.corpus = corpus
         self.keep_prob = np.asarray(keep_prob, np.float32)
         self.spec = spec
@@ -132,7 +154,7 @@ class Streamer:
     def examples(self, epoch: int, block: int) -> dict[str, np.ndarray]:
         lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
         return block_examples(self.corpus.tokens(lo, hi), self.corpus.sentences, self.keep_prob, self.spec,
-                              epoch, block, lo, hi)
+                              epoch, block, lo, hi, self.noise)
 
     def _blocks(self, start: Position):
         """(epoch, block, examples from start offset) for the rest of the run."""
@@ -273,11 +295,11 @@ class ShardedStream:
     """
 
     def __init__(self, corpus: Corpus, keep_prob: np.ndarray, spec: StreamSpec, shards: int,
-                 local: tuple[int, ...], pad_forever: bool = False):
+                 local: tuple[int, ...], pad_forever: bool = False, noise=None):
         if spec.batch_size % shards:
             raise ValueError(f"the batch size {spec.batch_size} is not a multiple of the {shards} data shards")
         self.spec = spec._replace(batch_size=spec.batch_size // shards)
-        self.streamers = [Streamer(corpus, keep_prob, self.spec, j, shards) for j in local]
+        self.streamers = [Streamer(corpus, keep_prob, self.spec, j, shards, noise) for j in local]
         self.local, self.pad_forever = tuple(local), pad_forever
         self.words_per_epoch = int(corpus.sentences[-1])
         self.total_words = self.words_per_epoch * spec.epochs
@@ -297,6 +319,8 @@ class ShardedStream:
             out["inp_mask"] = np.zeros((s, b, 2 * w), np.float32)
         out.update(out=np.zeros((s, b), np.int32), mask=np.zeros((s, b), np.float32),
                    words=np.full((s,), words, np.float32))
+        if self.spec.negative:
+            out["neg"] = np.zeros((s, b, self.spec.negative), np.int32)
         return out
 
     def __call__(self, starts: tuple[Position, ...]):

@@ -212,22 +212,24 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     vocab = data.vocab
     primary = sharding.is_primary()
     keep = vocab.keep_prob(cfg.data.sample)
+    ns = cfg.model.loss == "ns"
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
-                      cfg.train.epochs, cfg.train.seed, windows=cfg.windows)
+                      cfg.train.epochs, cfg.train.seed, windows=cfg.windows, negative=cfg.model.negative if ns else 0)
+    tables = step_lib.make_tables(vocab, cfg)
+    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
     out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
     layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows})
     nproc, shards = jax.process_count(), layout.data_shards
     if shards == 1:
-        streamer, position = Streamer(data, keep, spec), Position()
+        streamer, position = Streamer(data, keep, spec, noise=noise), Position()
     else:
         k = shards // nproc
         local = tuple(range(jax.process_index() * k, (jax.process_index() + 1) * k))
-        streamer = ShardedStream(data, keep, spec, shards, local, pad_forever=nproc > 1)
+        streamer = ShardedStream(data, keep, spec, shards, local, pad_forever=nproc > 1, noise=noise)
         position = streamer.start()
     total = streamer.total_words
     words_per_epoch = total // cfg.train.epochs
     keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
-    tables = step_lib.make_tables(vocab, cfg)
     train_step = step_lib.make_train_step(cfg, tables, total, layout)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     words_done = 0
@@ -260,8 +262,12 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.
     place_in_thread = layout.plain or jax.devices()[0].platform != "cpu"
-    prefetch = Prefetcher(streamer(position), cfg.train.prefetch,
-                          transform=layout.place_batch if place_in_thread else None)
+    transform = layout.place_batch if place_in_thread else None
+    if layout.plain and cfg.train.row_update_cap > 0 and cfg.model.loss != "softmax":
+        # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
+        counts = step_lib.HostCounts(cfg, tables)
+        transform = lambda batch: layout.place_batch(counts(batch))  # noqa: E731
+    prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=transform)
     mf = open(metrics_path, "a" if restored else "w") if primary else open(os.devnull, "w")
     with mf, _stop_on_signals(stop):
         def flush(now: float, final: bool = False):
