@@ -97,7 +97,7 @@ def config_of(v: Variant):
     return make_config(**v.settings)
 
 
-ADDED_LATER = (("train", "data_shards", 0),)
+ADDED_LATER = (("train", "data_shards", 0), ("train", "host_prep", None))
 
 
 def run_key(v: Variant, corpus: str) -> str:

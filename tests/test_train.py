@@ -45,6 +45,18 @@ def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model
     assert summary["final_loss"] < first["loss"]
 
 
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs")])
+def test_device_prep_path_learns_too(small_corpus, tmp_path, model, loss):
+    """host_prep=False (the accelerator default): noise words drawn and row touches counted on
+    the device, as the tests above do on the host (the CPU default)."""
+    cfg = make_config(model=model, loss=loss, dim=50, epochs=2, log_every_s=0.0, host_prep=False)
+    corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
+    summary = run_training(cfg, corpus, str(tmp_path), progress=False)
+    assert summary["host_prep"] is False and summary["step_compilations"] == 1
+    assert len(NUMBERS & set(_top(summary["_vectors"], corpus.vocab, "two"))) >= 2
+    assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
+
+
 def test_shared_negatives_learns_related_words(small_corpus, tmp_path):
     cfg = make_config(model="skipgram", loss="ns", shared_negatives=True, dim=50, epochs=2, log_every_s=0.0)
     corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)

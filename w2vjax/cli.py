@@ -33,7 +33,7 @@ def _train(args) -> int:
                       keep=args.keep, row_update_cap=args.row_update_cap,
                       max_sentence_length=args.max_sentence_length, eval_every=args.eval_every,
                       devices=args.devices, shard_tables=args.shard_tables or None,
-                      data_shards=args.data_shards)
+                      data_shards=args.data_shards, host_prep=args.host_prep)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate every this many epochs (e.g. 0.25) into metrics.jsonl, for "
                         "quality-vs-words curves (default: 0, off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--host-prep", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw noise words and count row touches on the host (default: on CPU only)")
     g = t.add_argument_group("devices and processes")
     g.add_argument("--devices", type=int, default=None,
                    help="devices per process to split each batch over (default: all local ones)")

@@ -62,6 +62,10 @@ class TrainConfig:
     shard_tables: bool = False  # shard the tables by rows over the devices (vocabularies too big for one)
     data_shards: int = 0  # streams the corpus is split into (one or more per process); 0: one per process
     eval_every: float = 0.0  # evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl; 0: off
+    # draw the noise words and count the row-update cap's touches on the host (prefetch thread)
+    # instead of on the device; None: on CPU only (there it takes ~40 % off the step; an
+    # accelerator does both faster than a host core could feed it)
+    host_prep: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)

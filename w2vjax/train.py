@@ -212,7 +212,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     vocab = data.vocab
     primary = sharding.is_primary()
     keep = vocab.keep_prob(cfg.data.sample)
-    ns = cfg.model.loss == "ns"
+    host_prep = cfg.train.host_prep if cfg.train.host_prep is not None else jax.devices()[0].platform == "cpu"
+    ns = host_prep and cfg.model.loss == "ns"  # the stream draws the noise words
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
                       cfg.train.epochs, cfg.train.seed, windows=cfg.windows, negative=cfg.model.negative if ns else 0)
     tables = step_lib.make_tables(vocab, cfg)
@@ -263,7 +264,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # another thread transfers to the same devices: there the main thread places them.
     place_in_thread = layout.plain or jax.devices()[0].platform != "cpu"
     transform = layout.place_batch if place_in_thread else None
-    if layout.plain and cfg.train.row_update_cap > 0 and cfg.model.loss != "softmax":
+    if host_prep and layout.plain and cfg.train.row_update_cap > 0 and cfg.model.loss != "softmax":
         # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
         counts = step_lib.HostCounts(cfg, tables)
         transform = lambda batch: layout.place_batch(counts(batch))  # noqa: E731
@@ -398,7 +399,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             "model": cfg.model.model, "loss": cfg.model.loss, "platform": jax.devices()[0].platform,
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
-            "devices": layout.size, "processes": nproc, "data_shards": shards,
+            "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
 
 
