@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _env():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("XLA_FLAGS", None)
+    env.pop("PJRT_NPROC", None)  # an in-process CLI test may have set it for this process
     return env
 
 
@@ -144,3 +145,25 @@ def test_bad_device_settings_are_one_line_errors(head_corpus, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "w2vjax", "train", "--workdir", str(tmp_path), "--num-processes",
                            "2"], env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs --coordinator" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_xla_cpu_thread_only_for_one_device_one_process(monkeypatch):
+    from w2vjax import sharding
+    for k in ("PJRT_NPROC", "XLA_FLAGS", "JAX_PLATFORMS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(sharding, "ACCELERATOR_PLUGINS", ())  # as on a CPU-only machine
+    assert not sharding.one_xla_cpu_thread(False, None) and "PJRT_NPROC" not in os.environ
+    assert not sharding.one_xla_cpu_thread(True, 2) and "PJRT_NPROC" not in os.environ
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    assert not sharding.one_xla_cpu_thread(True, None) and "PJRT_NPROC" not in os.environ
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    assert not sharding.one_xla_cpu_thread(True, None) and "PJRT_NPROC" not in os.environ
+    monkeypatch.delenv("JAX_PLATFORMS")
+    monkeypatch.setattr(sharding, "ACCELERATOR_PLUGINS", ("json",))  # an installed accelerator plugin
+    assert not sharding.one_xla_cpu_thread(True, None) and "PJRT_NPROC" not in os.environ
+    monkeypatch.setattr(sharding, "ACCELERATOR_PLUGINS", ())
+    monkeypatch.setenv("PJRT_NPROC", "3")  # the user's setting wins
+    assert not sharding.one_xla_cpu_thread(True, None) and os.environ["PJRT_NPROC"] == "3"
+    monkeypatch.delenv("PJRT_NPROC")
+    assert sharding.one_xla_cpu_thread(True, 1) and os.environ["PJRT_NPROC"] == "1"

@@ -21,6 +21,9 @@ from .config import make_config
 
 def _train(args) -> int:
     from . import sharding
+    single = not (args.coordinator or args.num_processes or args.distributed
+                  or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"))
+    sharding.one_xla_cpu_thread(single, args.devices)
     sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id, args.distributed)
     from .train import Interrupted, train_and_evaluate
     cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
