@@ -79,7 +79,8 @@ def run_gensim(args, model, loss, workdir):
 
 def run_w2vjax(args, model, loss, workdir):
     sys.path.insert(0, ROOT)
-    from w2vjax import make_config
+    from w2vjax import make_config, sharding
+    sharding.one_xla_cpu_thread(True, None)  # as `w2vjax train` does, before JAX starts
     from w2vjax.train import train_and_evaluate
     cfg = make_config(model=model, loss=loss, dim=args.dim, window=args.window, min_count=args.min_count,
                       sample=args.sample, negative=args.negative, epochs=args.epochs, seed=args.seed,
@@ -87,7 +88,9 @@ def run_w2vjax(args, model, loss, workdir):
                       shared_negatives=args.shared_negatives or None)
     s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False, log=lambda *a: None)
     import jax
-    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}{' windows' if cfg.windows else ''})",
+    threads = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
+    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}"
+                    f"{' windows' if cfg.windows else ''}{threads})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
             "effective_words_per_s": s["effective_words_per_s"], "vocab_size": s["vocab_size"],
             "vectors": os.path.join(workdir, "vectors.bin"), "final_loss": s["final_loss"]}
