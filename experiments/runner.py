@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import time
 import traceback
 import types

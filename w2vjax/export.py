@@ -183,13 +183,15 @@ def _check_for_saving(words: Sequence[str], vectors) -> tuple[list, np.ndarray]:
     return words, vectors
 
 
-def _atomic_write(path: PathLike, chunks: Iterable[bytes]) -> None:
+def atomic_write(path: PathLike, chunks: Iterable[bytes | str]) -> None:
+    """Write ``chunks`` (bytes, or text as UTF-8) to ``path + ".tmp"``, sync, then rename over
+    ``path``: a reader sees the old file or the whole new one; the temporary is removed on failure."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
             for chunk in chunks:
-                f.write(chunk)
+                f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -221,7 +223,7 @@ def save_word2vec_text(path: PathLike, words: Sequence[str], vectors, precision:
             lines = [f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(words[s:s + _CHUNK_ROWS], rows)]
             yield "".join(lines).encode("utf-8")
 
-    _atomic_write(path, chunks())
+    atomic_write(path, chunks())
 
 
 def save_word2vec_binary(path: PathLike, words: Sequence[str], vectors) -> None:
@@ -237,7 +239,7 @@ def save_word2vec_binary(path: PathLike, words: Sequence[str], vectors) -> None:
             yield b"".join(w.encode("utf-8") + b" " + row.tobytes() + b"\n"
                            for w, row in zip(words[s:s + _CHUNK_ROWS], block))
 
-    _atomic_write(path, chunks())
+    atomic_write(path, chunks())
 
 
 def save_npy(path_prefix: PathLike, words: Sequence[str], vectors) -> tuple[str, str]:
@@ -255,8 +257,8 @@ def save_npy(path_prefix: PathLike, words: Sequence[str], vectors) -> tuple[str,
         np.save(buf, vectors)
         yield buf.getvalue()
 
-    _atomic_write(npy_path, npy_chunks())
-    _atomic_write(words_path, ["".join(w + "\n" for w in words).encode("utf-8")])
+    atomic_write(npy_path, npy_chunks())
+    atomic_write(words_path, ["".join(w + "\n" for w in words).encode("utf-8")])
     return npy_path, words_path
 
 

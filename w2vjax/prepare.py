@@ -29,6 +29,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from .export import atomic_write
 from .vocab import Vocab, build_vocab
 
 CHUNK_BYTES = 1 << 22
@@ -184,9 +185,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         meta = {"fingerprint": fp, "raw_tokens": int(n_raw), "distinct_tokens": len(words),
                 "vocab_size": len(vocab), "train_words": vocab.total,
                 "sentences": int(len(sentences) - 1)}
-        with open(meta_path + ".tmp", "w") as f:
-            json.dump(meta, f, indent=2)
-        os.replace(meta_path + ".tmp", meta_path)
+        atomic_write(meta_path, [json.dumps(meta, indent=2)])
     finally:
         if os.path.exists(tmp_ids):
             os.remove(tmp_ids)

@@ -31,7 +31,6 @@ import os
 from typing import Any, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -177,6 +176,26 @@ class Layout:
     def host_params(self, params: dict) -> dict:
         """Tables on the mesh -> unpadded host arrays (every process gets all of them)."""
         return {k: to_host(v)[: self.rows[k]] for k, v in params.items()}
+
+    def place_state(self, state):
+        """A host (or one-device) train state (:class:`w2vjax.step.TrainState`) -> the same
+        state laid out on the mesh."""
+        if self.plain:
+            return jax.device_put(state)
+        rest = jax.tree.map(to_host, {"opt_state": state.opt_state, "step": state.step,
+                                      "key": jax.random.key_data(state.key)})
+        rest = self.place_tree(rest, jax.tree.map(lambda _: P(), rest))
+        return state.replace(step=rest["step"], params=self.place_params(jax.tree.map(to_host, state.params)),
+                             opt_state=rest["opt_state"], key=jax.random.wrap_key_data(rest["key"]))
+
+    def host_state(self, state):
+        """The train state on the mesh -> unpadded host arrays (the checkpoint form); a
+        one-device state is saved as it is."""
+        if self.plain:
+            return state
+        return state.replace(step=to_host(state.step), params=self.host_params(state.params),
+                             opt_state=jax.tree.map(to_host, state.opt_state),
+                             key=jax.random.wrap_key_data(to_host(jax.random.key_data(state.key))))
 
     # -- batches -------------------------------------------------------------------------
 

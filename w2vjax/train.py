@@ -77,13 +77,6 @@ def default_corpus() -> str:
     return str(resources.files("w2vjax") / "data" / "text8_head.txt.gz")
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 class Progress:
     """A one-line progress bar on stderr (a plain line every ~10 % when not a terminal)."""
 
@@ -156,7 +149,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
     if primary:
-        _atomic_write(os.path.join(workdir, "config.json"), cfg.to_json() + "\n")
+        export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
     log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
         f"(min-count {cfg.data.min_count})")
     log(f"model {cfg.model.model}/{cfg.model.loss} dim {cfg.model.dim} window {cfg.data.window} "
@@ -175,7 +168,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         from . import evaluate as ev
         summary["eval"] = ev.evaluate_all(vectors)
     summary["total_seconds"] = time.time() - t_start
-    _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
     return summary
 
 
@@ -240,7 +233,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
         host_state, saved_position, words_done, _ = restored
         position = _local_position(saved_position, shards, log)
         log(f"resuming from checkpoint at step {int(host_state.step):,} ({words_done:,} of {total:,} words done)")
-        state = jax.device_put(host_state) if layout.plain else sharding_place_state(layout, host_state)
+        state = layout.place_state(host_state)
     else:
         state = step_lib.init_state(cfg, len(vocab), layout)
     start_words = words_done
@@ -327,7 +320,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
                 flat = [x for p in position for x in p]
                 positions = [tuple(int(v) for v in row[i:i + 3]) for row in sharding.allgather_host(flat)
                              for i in range(0, len(flat), 3)]
-            host = state if layout.plain else sharding_host_state(layout, state)
+            host = layout.host_state(state)
             last_save_step = ckpt.save(host, positions, words_done, identity)
 
         try:
@@ -410,24 +403,6 @@ def _all_finite(params: dict) -> jax.Array:
 
 def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.ndarray:
     return layout.host_params({"emb_in": state.params["emb_in"]})["emb_in"]
-
-
-def sharding_place_state(layout: sharding.Layout, state: step_lib.TrainState) -> step_lib.TrainState:
-    """A host (or single-device) state -> the same state laid out on the mesh."""
-    from jax.sharding import PartitionSpec as P
-    host = jax.tree.map(sharding.to_host, {"params": state.params, "opt_state": state.opt_state,
-                                           "step": state.step, "key": jax.random.key_data(state.key)})
-    params = layout.place_params(host["params"])
-    rest = layout.place_tree({k: host[k] for k in ("opt_state", "step", "key")},
-                             jax.tree.map(lambda _: P(), {k: host[k] for k in ("opt_state", "step", "key")}))
-    return step_lib.TrainState(rest["step"], params, rest["opt_state"], jax.random.wrap_key_data(rest["key"]))
-
-
-def sharding_host_state(layout: sharding.Layout, state: step_lib.TrainState) -> step_lib.TrainState:
-    """The mesh state -> unpadded host arrays (the checkpoint form)."""
-    opt_state = jax.tree.map(sharding.to_host, state.opt_state)
-    return step_lib.TrainState(sharding.to_host(state.step), layout.host_params(state.params), opt_state,
-                               jax.random.wrap_key_data(sharding.to_host(jax.random.key_data(state.key))))
 
 
 def _local_position(saved, shards: int, log):

@@ -81,11 +81,8 @@ class Vocab:
     # -------------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike) -> None:
         """word2vec.c's ``-save-vocab`` format: one ``word count`` per line."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for w, c in zip(self.words, self.counts.tolist()):
-                f.write(f"{w} {c}\n")
-        os.replace(tmp, path)
+        from .export import atomic_write
+        atomic_write(path, (f"{w} {c}\n" for w, c in zip(self.words, self.counts.tolist())))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
