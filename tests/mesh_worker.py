@@ -12,7 +12,10 @@ import sys
 os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
                            # one thread per simulated device: with fewer cores than devices, a
                            # device waiting in a collective must not hold a thread another needs
-                           "--xla_cpu_multi_thread_eigen=false")
+                           "--xla_cpu_multi_thread_eigen=false "
+                           # and should a device still starve, wait for it instead of aborting at 40 s
+                           "--xla_cpu_collective_call_warn_stuck_timeout_seconds=60 "
+                           "--xla_cpu_collective_call_terminate_timeout_seconds=300")
 os.environ["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
 # XLA:CPU runs the simulated devices' programs on thread pools sized by PJRT_NPROC (default: the
 # cores it sees).  A device blocked in a collective holds its thread, so with fewer threads than
