@@ -60,7 +60,8 @@ def step_rows(args, data, workdir) -> list[dict]:
             noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
             spec = StreamSpec(model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, cfg.train.seed,
                               windows=cfg.windows, negative=cfg.model.negative if ns else 0)
-            host_batches = [b for b, _, _ in itertools.islice(Streamer(data, keep, spec, noise=noise)(), args.calls + 1)]
+            stream = Streamer(data, keep, spec, noise=noise)()
+            host_batches = [b for b, _, _ in itertools.islice(stream, args.calls + 1)]
             counts = step_lib.HostCounts(cfg, tables)
             t = time.perf_counter()
             if host:
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
     data = prepare(args.corpus, args.workdir, 5, None, 10_000)
     steps = step_rows(args, data, args.workdir)
     parts = part_rows(args)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, jax {jax.__version__}"
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"jax {jax.__version__}")
     lines = [f"Corpus `{os.path.basename(args.corpus)}` (vocabulary {len(data.vocab):,}), defaults (dim 100, "
              f"window 5, negative 5, batch 256 x 128 updates per call); machine: {machine}; "
              f"PJRT_NPROC={os.environ.get('PJRT_NPROC')}; date {time.strftime('%Y-%m-%d')}.",

@@ -211,3 +211,12 @@ def test_host_touch_counts_equal_the_devices(model, loss, shared, head_corpus, t
     assert fn.traces() == 2  # one trace with host counts, one without; never again
     for k in s_dev.params:
         np.testing.assert_array_equal(np.asarray(s_dev.params[k]), np.asarray(s_host.params[k]))
+
+
+def test_accelerators_default_to_16x_larger_batches():
+    cfg = make_config(model="skipgram", loss="ns")
+    assert cfg.for_platform("cpu").batch_size == 256
+    assert cfg.for_platform("gpu").batch_size == cfg.for_platform("tpu").batch_size == 4096
+    assert make_config(shared_negatives=True, model="skipgram").for_platform("gpu").batch_size == 768
+    assert make_config(batch_size=512).for_platform("gpu").batch_size == 512  # an explicit size is kept
+    assert cfg.for_platform("gpu").validate().identity()["train"]["batch_size"] == 4096

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--lr", type=float, default=None, help="default: 0.05 for cbow, 0.025 for skipgram")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="examples per SGD update (default 256; 48 center windows with --shared-negatives)")
+                   help="examples per SGD update (default 256, 48 center windows with --shared-negatives; "
+                        "16x that on GPU/TPU)")
     t.add_argument("--shared-negatives", action="store_true",
                    help="skip-gram/ns: draw one set of negatives per center window instead of per pair "
                         "(about 1.3x faster on CPU; see README for its measured quality)")

@@ -136,7 +136,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     with checkpoints of the same settings is resumed from the latest one.
     """
     t_start = time.time()
-    cfg = config.validate()
+    cfg = config.validate().for_platform(jax.devices()[0].platform)
     enable_compilation_cache()
     corpus = corpus or default_corpus()
     primary = sharding.is_primary()
