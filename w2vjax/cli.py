@@ -21,10 +21,10 @@ from .config import make_config
 
 def _train(args) -> int:
     from . import sharding
-    single = not (args.coordinator or args.num_processes or args.distributed
-                  or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"))
-    sharding.one_xla_cpu_thread(single, args.devices)
-    sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id, args.distributed)
+    # jax.distributed starts no backend, so the CPU thread count can still be set after it
+    several = sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                              args.distributed)
+    sharding.one_xla_cpu_thread(not several, args.devices)
     from .train import Interrupted, train_and_evaluate
     cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
                       negative=args.negative, min_count=args.min_count, max_vocab=args.max_vocab,

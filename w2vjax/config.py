@@ -63,8 +63,9 @@ class TrainConfig:
     data_shards: int = 0  # streams the corpus is split into (one or more per process); 0: one per process
     eval_every: float = 0.0  # evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl; 0: off
     # draw the noise words and count the row-update cap's touches on the host (prefetch thread)
-    # instead of on the device; None: on CPU only (there it takes ~40 % off the step; an
-    # accelerator does both faster than a host core could feed it)
+    # instead of on the device; None: on CPU only (there, end to end: sg-ns +35-40 %, cbow-ns
+    # +25-78 %, sg-hs +12 % words/s, see README; an accelerator does both faster than a host
+    # core could feed it)
     host_prep: Optional[bool] = None
 
 

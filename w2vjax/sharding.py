@@ -208,8 +208,7 @@ class Layout:
         if self.plain:
             return jax.device_put(batch)
         out = {}
-        for k, v in batch.items():
-            spec = P(None, AXIS) if np.ndim(v) >= 2 else P()
+        for (k, v), spec in zip(batch.items(), self.batch_specs(batch).values()):
             if spec == P():
                 out[k] = self.place_tree(v, spec)
             else:

@@ -151,8 +151,8 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: Optional[
     target plus its expected count ``sum_e y_ej`` (``aux['touch']``).
 
     The touch counts are ``mb['m_in']`` / ``mb['m_out']`` when the host computed them
-    (:class:`HostCounts`, the one-device path: a ``[V]`` scatter costs the device more than
-    the rest of the update's bookkeeping); else they are counted here in the all-zero ``bufs``.
+    (:class:`HostCounts`, the one-device CPU path); else they are counted here in the all-zero
+    ``bufs`` (scatters and a gather over ``[V]`` per table and update).
     """
     if "m_in" in mb:
         m_in, m_out = mb["m_in"], mb["m_out"]
@@ -180,7 +180,8 @@ class HostCounts:
     ``batch -> batch + {'m_in', 'm_out'}``: per micro-batch, how many (weighted) times each
     input and output id slot's row is touched, exactly what :func:`cap_row_updates` counts on
     the device (sums of small integers, exact in float32).  Run in the prefetch thread, it
-    takes that bookkeeping off the device: on one CPU device it was about a third of the step.
+    takes that bookkeeping off the device (with the host's noise words, the CPU step is 0.63
+    instead of 0.91 µs per skip-gram pair: ``benchmarks/results/step_profile.md``).
     For negative sampling (with the noise words in ``batch['neg']``) and hierarchical softmax.
     """
 
