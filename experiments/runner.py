@@ -96,7 +96,7 @@ def config_of(v: Variant):
     return make_config(**v.settings)
 
 
-ADDED_LATER = (("train", "data_shards", 0), ("train", "host_prep", None))
+ADDED_LATER = (("train", "data_shards", 0), ("train", "host_prep", None), ("train", "device_windows", None))
 
 
 def run_key(v: Variant, corpus: str) -> str:

@@ -38,13 +38,16 @@ CASES = {
     "cbow-hs": dict(model="cbow", loss="hs"),
     "sg-ns-shared": dict(model="skipgram", loss="ns", shared_negatives=True),
     "sg-softmax": dict(model="skipgram", loss="softmax", max_vocab=400),
+    # examples made on the device from rows of tokens: 4 rows of 880 tokens per micro-step on
+    # 1, 2 and 4 devices (sample 0 keeps every token: 6 pairs per token at window 5)
+    "sg-ns-device-windows": dict(model="skipgram", loss="ns", device_windows=True, sample=0.0, batch_size=21000),
 }
 LAYOUTS = [(2, False), (4, False), (4, True)]
 
 
 def train(corpus, stop=None, **kw):
     wd = kw.pop("workdir", None) or tempfile.mkdtemp()
-    cfg = make_config(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3, **kw)
+    cfg = make_config(**dict(dict(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3), **kw))
     s = train_and_evaluate(cfg, wd, corpus, evaluate=False, progress=False, log=lambda *a: None,
                            stop_after_calls=stop)
     return s, np.asarray(__import__("w2vjax").load_vectors(os.path.join(wd, "vectors.bin")).vectors)
@@ -61,6 +64,8 @@ def main(corpus, out):
             summary, v = train(corpus, devices=devices, shard_tables=shard, **kw)
             assert summary["devices"] == devices and summary["shard_tables"] == shard
             assert summary["step_compilations"] == 1, summary["step_compilations"]
+            if kw.get("device_windows"):
+                assert summary["device_rows"] == [4, 880], summary["device_rows"]
             result[f"{name}/{devices}{'/sharded' if shard else ''}"] = {
                 "bitwise": bool(np.array_equal(v, base)), "max_diff": float(np.abs(v - base).max())}
     # an interrupted 4-device run, resumed on 2 devices with sharded tables

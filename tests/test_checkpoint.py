@@ -21,10 +21,11 @@ def _vectors(workdir):
     return open(workdir / "vectors.bin", "rb").read()
 
 
-@pytest.mark.parametrize("model,loss,stops", [("skipgram", "ns", [3, 5]), ("cbow", "hs", [2])])
-def test_resumed_run_is_bitwise_identical(corpus, tmp_path, model, loss, stops):
+@pytest.mark.parametrize("model,loss,stops,extra", [("skipgram", "ns", [3, 5], {}), ("cbow", "hs", [2], {}),
+                                                    ("skipgram", "ns", [2, 3], {"device_windows": True})])
+def test_resumed_run_is_bitwise_identical(corpus, tmp_path, model, loss, stops, extra):
     cfg = make_config(model=model, loss=loss, dim=16, epochs=3, batch_size=64, steps_per_call=8,
-                      min_count=3)
+                      min_count=3, **extra)
     _train(cfg, tmp_path / "straight", corpus)
     resumed = tmp_path / "resumed"
     for k in stops:  # interrupted after k calls, then k more, ...

@@ -57,6 +57,24 @@ def test_device_prep_path_learns_too(small_corpus, tmp_path, model, loss):
     assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
 
 
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs")])
+def test_device_windows_learn_too(small_corpus, tmp_path, model, loss):
+    """device_windows=True (the accelerator default): the host sends rows of token ids and the
+    step subsamples, draws the windows and noise words, and makes the examples itself."""
+    cfg = make_config(model=model, loss=loss, dim=50, epochs=2, log_every_s=0.0, device_windows=True)
+    corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
+    summary = run_training(cfg, corpus, str(tmp_path), progress=False)
+    assert summary["device_windows"] is True and summary["host_prep"] is False
+    assert summary["step_compilations"] == 1
+    assert summary["raw_words"] == 2 * corpus.num_words
+    # about as many examples as the host stream makes (less the pairs crossing a row edge)
+    per_epoch = summary["examples"] / 2
+    expected = corpus.num_words * summary["subsample_keep_rate"] * (6 if model == "skipgram" else 1)
+    assert 0.85 * expected < per_epoch < 1.05 * expected
+    assert len(NUMBERS & set(_top(summary["_vectors"], corpus.vocab, "two"))) >= 2
+    assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
+
+
 def test_shared_negatives_learns_related_words(small_corpus, tmp_path):
     cfg = make_config(model="skipgram", loss="ns", shared_negatives=True, dim=50, epochs=2, log_every_s=0.0)
     corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)

@@ -36,7 +36,8 @@ def _train(args) -> int:
                       keep=args.keep, row_update_cap=args.row_update_cap,
                       max_sentence_length=args.max_sentence_length, eval_every=args.eval_every,
                       devices=args.devices, shard_tables=args.shard_tables or None,
-                      data_shards=args.data_shards, host_prep=args.host_prep)
+                      data_shards=args.data_shards, host_prep=args.host_prep,
+                      device_windows=args.device_windows)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--host-prep", action=argparse.BooleanOptionalAction, default=None,
                    help="draw noise words and count row touches on the host (default: on CPU only)")
+    t.add_argument("--device-windows", action=argparse.BooleanOptionalAction, default=None,
+                   help="send raw token ids and make the examples (subsampling, windows, noise words) on the "
+                        "device (default: on GPU/TPU, one data shard)")
     g = t.add_argument_group("devices and processes")
     g.add_argument("--devices", type=int, default=None,
                    help="devices per process to split each batch over (default: all local ones)")

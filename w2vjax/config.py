@@ -67,6 +67,10 @@ class TrainConfig:
     # +25-78 %, sg-hs +12 % words/s, see README; an accelerator does both faster than a host
     # core could feed it)
     host_prep: Optional[bool] = None
+    # make the examples on the device from rows of raw token ids (w2vjax.windows) instead of in
+    # the host stream; None: on accelerators (one data shard), where a host core cannot feed the
+    # device; CPU keeps the host stream, which wastes no compute on empty slots
+    device_windows: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +149,10 @@ class Config:
              "--shard-tables cannot be used with --loss softmax (it reads every output row)"),
             (t.eval_every >= 0, f"--eval-every must be >= 0 epochs (0: off), got {t.eval_every}"),
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
+            (not (t.device_windows and t.host_prep),
+             "--device-windows makes the examples on the device; it cannot be used with --host-prep"),
+            (not t.device_windows or t.data_shards <= 1,
+             "--device-windows reads one data shard; it cannot be used with --data-shards above 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -38,6 +38,7 @@ class Tables(NamedTuple):
     codes: jax.Array  # [V, L] Huffman branch bits (HS), or [V, 1] dummy
     points: jax.Array  # [V, L] inner-node ids (HS), or [V, 1] dummy
     path_mask: jax.Array  # [V, L] (HS), or [V, 1] dummy
+    keep_prob: jax.Array | None = None  # [V] float32 subsampling keep probabilities (device windows)
 
 
 def cbow_hidden(ctx_rows: jax.Array, ctx_mask: jax.Array, mean: bool = True,

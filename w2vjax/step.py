@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import objectives
+from . import objectives, windows
 from .config import Config
 from .vocab import Vocab, alias_table
 
@@ -50,7 +50,8 @@ def make_tables(vocab: Vocab, cfg: Config) -> objectives.Tables:
         codes = points = np.zeros((v, 1), np.int32)
         mask = np.zeros((v, 1), bool)
     return objectives.Tables(jnp.asarray(accept), jnp.asarray(alias), jnp.asarray(codes, jnp.int32),
-                             jnp.asarray(points, jnp.int32), jnp.asarray(mask))
+                             jnp.asarray(points, jnp.int32), jnp.asarray(mask),
+                             jnp.asarray(vocab.keep_prob(cfg.data.sample), jnp.float32))
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -223,6 +224,9 @@ def step_counts(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out.reshape(ids.shape)
 
 
+# device windows draw from fold_in(key, DATA_KEY): never a step's fold_in(key, step), since step < 2**31
+DATA_KEY = 0xFFFFFFFF
+
 MAX_SOFTMAX_LOGITS = 1 << 24  # [batch, V] logits above this many floats are computed in chunks
 
 
@@ -315,6 +319,9 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         return lookup
 
     def update(params, opt_state, step, key, mb, bufs=None):
+        if "tokens" in mb:  # device windows: the micro-step's examples, made from its rows of tokens
+            mb = windows.device_examples(mb, jax.random.fold_in(key, DATA_KEY), tables, window=cfg.data.window,
+                                         windows=cfg.windows, negative=m.negative if m.loss == "ns" else 0)
         k = jax.random.fold_in(key, step)
         neg = mb.get("neg")  # the stream's noise words (each example carries its own)
         if m.loss == "ns" and neg is None:  # else the global batch's draws, whatever the number of devices

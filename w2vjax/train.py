@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import export, sharding, step as step_lib
+from . import export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
@@ -205,7 +205,13 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     vocab = data.vocab
     primary = sharding.is_primary()
     keep = vocab.keep_prob(cfg.data.sample)
-    host_prep = cfg.train.host_prep if cfg.train.host_prep is not None else jax.devices()[0].platform == "cpu"
+    keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
+    platform = jax.devices()[0].platform
+    device_windows = cfg.train.device_windows
+    if device_windows is None:
+        device_windows = platform != "cpu" and _data_shards(cfg) == 1
+    host_prep = cfg.train.host_prep if cfg.train.host_prep is not None else platform == "cpu"
+    host_prep = host_prep and not device_windows
     ns = host_prep and cfg.model.loss == "ns"  # the stream draws the noise words
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
                       cfg.train.epochs, cfg.train.seed, windows=cfg.windows, negative=cfg.model.negative if ns else 0)
@@ -214,7 +220,17 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
     layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows})
     nproc, shards = jax.process_count(), layout.data_shards
-    if shards == 1:
+    if device_windows and shards > 1:
+        raise ConfigError(f"--device-windows reads one data shard; this run has {shards} "
+                          "(one per process): use --no-device-windows")
+    row_shape = None
+    if device_windows:  # rows of raw tokens; the step makes about batch_size examples from each micro-step's
+        per_token = keep_rate * (1 if cfg.windows else cfg.data.window + 1)
+        row_shape = windows.row_shape(cfg.batch_size, per_token, layout.size)
+        streamer = windows.TokenStream(data, windows.TokenSpec(row_shape[1], row_shape[0], cfg.train.steps_per_call,
+                                                               cfg.train.epochs))
+        position = Position()
+    elif shards == 1:
         streamer, position = Streamer(data, keep, spec, noise=noise), Position()
     else:
         k = shards // nproc
@@ -223,7 +239,6 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
         position = streamer.start()
     total = streamer.total_words
     words_per_epoch = total // cfg.train.epochs
-    keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
     train_step = step_lib.make_train_step(cfg, tables, total, layout)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     words_done = 0
@@ -389,10 +404,11 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             "vocab_size": len(vocab), "train_words_per_epoch": vocab.total, "epochs": cfg.train.epochs,
             "examples": examples_total, "final_loss": final_loss,
             "mean_loss": loss_total / max(examples_total, 1.0), "steps": int(sharding.to_host(state.step)),
-            "model": cfg.model.model, "loss": cfg.model.loss, "platform": jax.devices()[0].platform,
+            "model": cfg.model.model, "loss": cfg.model.loss, "platform": platform,
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
+            "device_windows": device_windows, "device_rows": list(row_shape) if row_shape else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
 
 
