@@ -171,6 +171,17 @@ def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
     assert not np.any(bufs["emb_in"]) and not np.any(bufs["emb_out"])  # buffers handed back all-zero
 
 
+def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
+    caps = [make_config(batch_size=b).row_cap for b in (64, 256, 4096, 16384, 65536)]
+    np.testing.assert_allclose(caps, [16, 16, 16 * 16 ** (1 / 3), 64, 16 * 256 ** (1 / 3)])
+    assert make_config(batch_size=16384, row_update_cap=16).row_cap == 16
+    assert make_config(row_update_cap=0).row_cap == 0
+    assert make_config().for_platform("gpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
+    # a work dir written when the cap's default was a plain 16 has the same identity at batch 256
+    assert make_config(row_update_cap=16.0).identity() == make_config().identity()
+    assert make_config(batch_size=4096, row_update_cap=16.0).identity() != make_config(batch_size=4096).identity()
+
+
 @pytest.mark.parametrize("model,loss,shared", [("skipgram", "ns", False), ("cbow", "ns", False),
                                                ("skipgram", "hs", False), ("cbow", "hs", False),
                                                ("skipgram", "ns", True)])
@@ -198,7 +209,7 @@ def test_host_touch_counts_equal_the_devices(model, loss, shared, head_corpus, t
     m_in, _ = step_lib._multiplicity(ids["in"], w_in, zeros)
     m_out, _ = step_lib._multiplicity(ids["out"], w_out, zeros)
     live_in, live_out = np.asarray(w_in) > 0, np.asarray(w_out) > 0
-    assert live_in.any() and live_out.any() and (np.asarray(m_out)[live_out] > cfg.train.row_update_cap).any()
+    assert live_in.any() and live_out.any() and (np.asarray(m_out)[live_out] > cfg.row_cap).any()
     np.testing.assert_array_equal(b0["m_in"][live_in], np.asarray(m_in)[live_in])
     np.testing.assert_array_equal(b0["m_out"][live_out], np.asarray(m_out)[live_out])
     # and training on either gives the same tables, bitwise

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(about 1.3x faster on CPU; see README for its measured quality)")
     t.add_argument("--row-update-cap", type=float, default=None,
                    help="a row touched m times in one update gets its summed update scaled by "
-                        "1/max(1, m/CAP) (default 16; 0 turns it off; see README)")
+                        "1/max(1, m/CAP) (default 16 * (batch/256)^(1/3): 16 at 256, 40 at 4096; "
+                        "0 turns it off; see README)")
     t.add_argument("--steps-per-call", type=int, default=128, help="updates per jitted call (lax.scan)")
     t.add_argument("--cbow-sum", action="store_true", help="CBOW input is the sum, not the mean")
     t.add_argument("--seed", type=int, default=1)

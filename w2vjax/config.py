@@ -17,6 +17,7 @@ MODELS = ("skipgram", "cbow")
 RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every",
                   "devices", "shard_tables")
 LOSSES = ("ns", "hs", "softmax")
+ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
 
 
 class ConfigError(ValueError):
@@ -53,7 +54,9 @@ class TrainConfig:
     seed: int = 1
     log_every_s: float = 2.0  # seconds between metrics.jsonl lines / progress refreshes
     prefetch: int = 4  # batches the host streamer keeps ready
-    row_update_cap: float = 16.0  # a row's summed update per step counts at most this many examples; 0 = off
+    # a row's summed update per step counts at most this many examples; 0 = off; None: by batch size
+    # (Config.row_cap: 16 at 256, 40 at 4096, 64 at 16384)
+    row_update_cap: Optional[float] = None
     softmax_chunk: int = 0  # vocab chunk for full softmax's logsumexp; 0 = automatic
     checkpoint_every: int = 0  # save every N updates (0: off); also at each epoch end and at the end
     checkpoint_minutes: float = 10.0  # and every M minutes (0: off)
@@ -100,6 +103,21 @@ class Config:
         # a skip-gram window holds ~2 * mean(b) = 6 (context, center) pairs at window 5
         return 48 if (self.model.model == "skipgram" and self.windows) else 256
 
+    @property
+    def row_cap(self) -> float:
+        """The row-update cap (see :func:`w2vjax.step.cap_row_updates`): ``row_update_cap``, or
+        by default ``16 * (batch / 256) ** (1/3)``: 16 at 256 examples per update, 40 at 4096, 64
+        at 16384, 102 at 65536.  The best of the caps tried at each batch size (16.9 M words, 1
+        epoch, skip-gram/NS, analogy %: 256: 15.37 at 16 vs 14.99 at 64; 4096: 16.25 at 40 vs
+        15.10 at 16 and 15.83 at 64; 16384: 15.75 at 64 vs 9.48 at 16 and 13.57 at 256, diverging
+        without a cap; 65536: 13.70 at 128 vs 11.02 at 64, diverging at 256; see
+        ``benchmarks/results/row_cap_vs_batch.md``).  A larger batch sums more updates of a
+        frequent row, so it needs a larger cap to let that row learn, but not so large that
+        the stale sum overshoots."""
+        if self.train.row_update_cap is not None:
+            return float(self.train.row_update_cap)
+        return ROW_CAP * max(1.0, self.batch_size / 256) ** (1 / 3)
+
     def for_platform(self, platform: str) -> "Config":
         """This config with the defaults that depend on the backend filled in.
 
@@ -139,7 +157,8 @@ class Config:
             (t.batch_size is None or t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
             (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
             (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
-            (t.row_update_cap >= 0, f"--row-update-cap must be >= 0, got {t.row_update_cap}"),
+            (t.row_update_cap is None or t.row_update_cap >= 0,
+             f"--row-update-cap must be >= 0, got {t.row_update_cap}"),
             (t.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {t.checkpoint_every}"),
             (t.checkpoint_minutes >= 0, f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes}"),
             (t.keep >= 1, f"--keep must be at least 1, got {t.keep}"),
@@ -167,6 +186,7 @@ class Config:
         d = self.to_dict()
         for k in RUNTIME_FIELDS:
             d["train"].pop(k, None)
+        d["train"]["row_update_cap"] = self.row_cap  # the cap in force, given or by default
         return d
 
     @classmethod

@@ -352,13 +352,13 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             ids = {"in": got["ids_in"], "out": None if dense_out else got["ids_out"]}
         loss_sum = per.sum()
         words = global_words(mb["words"], data_shards)
-        if cfg.train.row_update_cap > 0:
+        if cfg.row_cap > 0:
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
             if bufs is None and "m_in" not in mb:
                 bufs = count_buffers(params, rows)
-            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.train.row_update_cap,
+            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.row_cap,
                                           m.model == "skipgram" and cfg.windows)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(words))
         opt_state = opt_state._replace(hyperparams=hyper)
@@ -412,7 +412,7 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
 
     def run_scan(params, opt_state, step, key, batch):
         bufs = None
-        if cfg.train.row_update_cap > 0 and "m_in" not in batch:
+        if cfg.row_cap > 0 and "m_in" not in batch:
             bufs = count_buffers(params, None if layout is None else layout.rows)
         (params, opt_state, step, key, _), stats = jax.lax.scan(
             micro, (params, opt_state, step, key, bufs), batch)

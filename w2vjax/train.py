@@ -272,7 +272,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # another thread transfers to the same devices: there the main thread places them.
     place_in_thread = layout.plain or jax.devices()[0].platform != "cpu"
     transform = layout.place_batch if place_in_thread else None
-    if host_prep and layout.plain and cfg.train.row_update_cap > 0 and cfg.model.loss != "softmax":
+    if host_prep and layout.plain and cfg.row_cap > 0 and cfg.model.loss != "softmax":
         # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
         counts = step_lib.HostCounts(cfg, tables)
         transform = lambda batch: layout.place_batch(counts(batch))  # noqa: E731
@@ -408,6 +408,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
+            "row_update_cap": cfg.row_cap,
             "device_windows": device_windows, "device_rows": list(row_shape) if row_shape else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
 
