@@ -104,7 +104,7 @@ class TokenStream:
         row, end = first, min(first + count, self._end)
         sentences = self.corpus.sentences
         while row < end:  # one read per epoch the rows span
-            epoch, r = divmod(row, self.rows_per_epoch)
+            r = row % self.rows_per_epoch
             take = min(end - row, self.rows_per_epoch - r)
             lo, hi = r * t, min((r + take) * t, self.n)
             flat_tok = tokens[row - first: row - first + take].reshape(-1)
@@ -133,9 +133,9 @@ def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, wind
     """One micro-step's examples from its rows of tokens (see the module docstring).
 
     ``mb``: ``tokens`` / ``starts`` ``[R, T]``, ``row`` ``[R]``, ``words`` (scalar).  ``key``:
-    the run's key for data randomness; ``tables``: ``keep_prob`` and the noise alias table.  Returns the micro-batch the step's update takes:
-    ``inp``, ``out``, ``mask`` (and ``inp_mask`` for windows, ``neg`` when ``negative``), with
-    ``words`` passed through.
+    the run's key for data randomness; ``tables``: ``keep_prob`` and the noise alias table.
+    Returns the micro-batch the step's update takes: ``inp``, ``out``, ``mask`` (and
+    ``inp_mask`` for windows, ``neg`` when ``negative``), with ``words`` passed through.
     """
     offsets = jnp.concatenate([jnp.arange(-window, 0), jnp.arange(1, window + 1)])
 
