@@ -177,6 +177,9 @@ def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
     assert make_config(batch_size=16384, row_update_cap=16).row_cap == 16
     assert make_config(row_update_cap=0).row_cap == 0
     assert make_config().for_platform("gpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
+    # skip-gram center windows (48 on CPU, ~6 pairs each) scale from their own CPU batch
+    shared = make_config(model="skipgram", shared_negatives=True)
+    assert shared.row_cap == 16 and shared.for_platform("gpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
     # a work dir written when the cap's default was a plain 16 has the same identity at batch 256
     assert make_config(row_update_cap=16.0).identity() == make_config().identity()
     assert make_config(batch_size=4096, row_update_cap=16.0).identity() != make_config(batch_size=4096).identity()

@@ -98,17 +98,21 @@ class Config:
 
     @property
     def batch_size(self) -> int:
-        if self.train.batch_size is not None:
-            return self.train.batch_size
-        # a skip-gram window holds ~2 * mean(b) = 6 (context, center) pairs at window 5
+        return self.train.batch_size if self.train.batch_size is not None else self.cpu_batch_size
+
+    @property
+    def cpu_batch_size(self) -> int:
+        """The default batch on CPU: 256 examples; 48 skip-gram center windows (with shared
+        negatives), since a window holds ~2 * mean(b) = 6 (context, center) pairs at window 5."""
         return 48 if (self.model.model == "skipgram" and self.windows) else 256
 
     @property
     def row_cap(self) -> float:
         """The row-update cap (see :func:`w2vjax.step.cap_row_updates`): ``row_update_cap``, or
         by default ``16 * (batch / 256) ** (1/3)``: 16 at 256 examples per update, 40 at 4096, 64
-        at 16384, 102 at 65536.  The best of the caps tried at each batch size (16.9 M words, 1
-        epoch, skip-gram/NS, analogy %: 256: 15.37 at 16 vs 14.99 at 64; 4096: 16.25 at 40 vs
+        at 16384, 102 at 65536 (skip-gram center windows: ``batch / 48``, the same pairs).  The
+        best of the caps tried at each batch size (16.9 M words, 1 epoch, skip-gram/NS, analogy
+        %: 256: 15.37 at 16 vs 14.99 at 64; 4096: 16.25 at 40 vs
         15.10 at 16 and 15.83 at 64; 16384: 15.75 at 64 vs 9.48 at 16 and 13.57 at 256, diverging
         without a cap; 65536: 13.70 at 128 vs 11.02 at 64, diverging at 256; see
         ``benchmarks/results/row_cap_vs_batch.md``).  A larger batch sums more updates of a
@@ -116,17 +120,18 @@ class Config:
         the stale sum overshoots."""
         if self.train.row_update_cap is not None:
             return float(self.train.row_update_cap)
-        return ROW_CAP * max(1.0, self.batch_size / 256) ** (1 / 3)
+        return ROW_CAP * max(1.0, self.batch_size / self.cpu_batch_size) ** (1 / 3)
 
     def for_platform(self, platform: str) -> "Config":
         """This config with the defaults that depend on the backend filled in.
 
         On an accelerator an update of 256 examples is a few microseconds of work behind a
         dozen kernel launches, so the default batch is 16x larger there: 4096 examples (768
-        center windows with shared negatives), the largest size that kept quality in our CPU
-        check (16.9 M words, 1 epoch, skip-gram/NS: analogy 15.10 % and WS-353 0.501 against
-        15.37 % and 0.512 at 256; 16384 fell to 9.48 % and 0.454).  An explicit batch size is
-        kept; CPU keeps 256.
+        center windows with shared negatives).  With the row cap that grows with it
+        (:attr:`row_cap`, 40) it kept quality in our CPU check (16.9 M words, 1 epoch, analogy % /
+        WS-353: skip-gram/NS 16.25 / 0.532 against 15.37 / 0.512 at 256; skip-gram/HS 22.05 /
+        0.634 against gensim's 22.20 / 0.601; see ``benchmarks/results/accelerator_defaults_quality.md``);
+        16384 did too (15.75 / 0.533).  An explicit batch size is kept; CPU keeps 256.
         """
         if platform == "cpu" or self.train.batch_size is not None:
             return self
