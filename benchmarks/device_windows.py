@@ -41,12 +41,12 @@ from w2vjax.prepare import prepare  # noqa: E402
 from w2vjax.stream import Streamer, StreamSpec  # noqa: E402
 
 sys.path.insert(0, HERE)
-from step_profile import best_of  # noqa: E402
+from step_profile import best_of, best_step_seconds  # noqa: E402
 
 CONFIGS = [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs")]
 
 
-def feed_rows(args, data, cfg, shape) -> list[dict]:
+def feed_rows(args, data, cfg, token_spec) -> list[dict]:
     """Raw words/s each host stream delivers (first ``--feed-words`` words, one core)."""
     keep = data.vocab.keep_prob(cfg.data.sample)
     tables = step_lib.make_tables(data.vocab, cfg)
@@ -57,9 +57,8 @@ def feed_rows(args, data, cfg, shape) -> list[dict]:
     for name, make, done in [
             ("host stream: skip-gram pairs + noise words (NumPy)", lambda: Streamer(data, keep, spec, noise=noise)(),
              lambda item: item[2]),
-            (f"device windows: token rows {shape[0]} x {shape[1]} (ids + sentence flags)",
-             lambda: windows.TokenStream(data, windows.TokenSpec(shape[1], shape[0], cfg.train.steps_per_call, 1))(),
-             lambda item: item[2])]:
+            (f"device windows: token rows {token_spec.rows} x {token_spec.row_tokens} (ids + sentence flags)",
+             lambda: windows.TokenStream(data, token_spec)(), lambda item: item[2])]:
         def run():
             for item in make():
                 if done(item) >= args.feed_words:
@@ -74,29 +73,15 @@ def feed_rows(args, data, cfg, shape) -> list[dict]:
 
 def step_rows(args, data) -> list[dict]:
     rows = []
-    keep = data.vocab.keep_prob(1e-3)
-    keep_rate = float((data.vocab.counts * keep).sum() / data.vocab.total)
     for model, loss in CONFIGS:
         cfg = make_config(model=model, loss=loss, batch_size=args.batch_size, device_windows=True,
-                          steps_per_call=args.steps_per_call).for_platform(jax.devices()[0].platform)
-        shape = windows.row_shape(cfg.batch_size, keep_rate * (1 if cfg.windows else cfg.data.window + 1))
+                          steps_per_call=args.steps_per_call, epochs=1).for_platform(jax.devices()[0].platform)
+        spec = windows.token_spec(cfg, data.vocab.keep_rate(cfg.data.sample))
+        shape = (spec.rows, spec.row_tokens)
         tables = step_lib.make_tables(data.vocab, cfg)
-        stream = windows.TokenStream(data, windows.TokenSpec(shape[1], shape[0], cfg.train.steps_per_call, 1))
-        host = [b for b, _, _ in itertools.islice(stream(), args.calls + 1)]
+        host = [b for b, _, _ in itertools.islice(windows.TokenStream(data, spec)(), args.calls + 1)]
         batches = [jax.device_put(b) for b in host]
         words = sum(int((b["tokens"] >= 0).sum()) for b in host[1:])
-        fn = step_lib.make_train_step(cfg, tables, data.num_words)
-        state = step_lib.init_state(cfg, len(data.vocab))
-        state, _ = fn(state, batches[0])
-        jax.block_until_ready(state)
-        holder = [state]
-
-        def run_step():
-            s = holder[0]
-            for b in batches[1:]:
-                s, m = fn(s, b)
-            jax.block_until_ready(s)
-            holder[0] = s
 
         neg = cfg.model.negative if loss == "ns" else 0
         key = jax.random.key(0)
@@ -116,7 +101,7 @@ def step_rows(args, data) -> list[dict]:
                 r = make_only(b)
             jax.block_until_ready(r)
 
-        t_step = best_of(run_step, args.repeats)
+        t_step = best_step_seconds(cfg, tables, data, batches, args.repeats)
         t_make = best_of(run_make, args.repeats)
         rows.append({"config": f"{model}/{loss}", "batch": cfg.batch_size, "rows": shape,
                      "step_raw_words_per_s": words / t_step, "make_raw_words_per_s": words / t_make,
@@ -140,11 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write OUT.md")
     args = ap.parse_args(argv)
     data = prepare(args.corpus, args.workdir, 5, None, 10_000)
-    cfg = make_config(model="skipgram", loss="ns", batch_size=args.batch_size,
-                      steps_per_call=args.steps_per_call).for_platform(jax.devices()[0].platform)
-    keep_rate = float((data.vocab.counts * data.vocab.keep_prob(1e-3)).sum() / data.vocab.total)
-    shape = windows.row_shape(cfg.batch_size, keep_rate * (cfg.data.window + 1))
-    feed = feed_rows(args, data, cfg, shape)
+    cfg = make_config(model="skipgram", loss="ns", batch_size=args.batch_size, steps_per_call=args.steps_per_call,
+                      epochs=1).for_platform(jax.devices()[0].platform)
+    feed = feed_rows(args, data, cfg, windows.token_spec(cfg, data.vocab.keep_rate(cfg.data.sample)))
     steps = step_rows(args, data)
     dev = jax.devices()[0]
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

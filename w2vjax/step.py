@@ -126,8 +126,8 @@ def touch_weights(xp, mb: dict, out_shape: tuple, path_mask=None, skipgram_windo
     the input and output ids.  ``xp`` is ``jax.numpy`` (the device) or ``numpy`` (the host's
     :class:`HostCounts`): one definition for both, so they count the same touches."""
     mask = mb["mask"]
-    windows = mb["inp"].ndim == mask.ndim + 1
-    w_in = mask[..., None] * mb["inp_mask"] if windows else mask
+    is_windows = mb["inp"].ndim == mask.ndim + 1
+    w_in = mask[..., None] * mb["inp_mask"] if is_windows else mask
     w_out = mask
     if skipgram_windows:  # skip-gram window: the output rows get one touch per context
         w_out = w_out * mb["inp_mask"].sum(-1)

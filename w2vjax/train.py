@@ -205,7 +205,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     vocab = data.vocab
     primary = sharding.is_primary()
     keep = vocab.keep_prob(cfg.data.sample)
-    keep_rate = float((vocab.counts * keep).sum() / vocab.total)  # expected share kept by subsampling
+    keep_rate = vocab.keep_rate(cfg.data.sample)
     platform = jax.devices()[0].platform
     device_windows = cfg.train.device_windows
     if device_windows is None:
@@ -223,13 +223,10 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     if device_windows and shards > 1:
         raise ConfigError(f"--device-windows reads one data shard; this run has {shards} "
                           "(one per process): use --no-device-windows")
-    row_shape = None
+    token_spec = None
     if device_windows:  # rows of raw tokens; the step makes about batch_size examples from each micro-step's
-        per_token = keep_rate * (1 if cfg.windows else cfg.data.window + 1)
-        row_shape = windows.row_shape(cfg.batch_size, per_token, layout.size)
-        streamer = windows.TokenStream(data, windows.TokenSpec(row_shape[1], row_shape[0], cfg.train.steps_per_call,
-                                                               cfg.train.epochs))
-        position = Position()
+        token_spec = windows.token_spec(cfg, keep_rate, layout.size)
+        streamer, position = windows.TokenStream(data, token_spec), Position()
     elif shards == 1:
         streamer, position = Streamer(data, keep, spec, noise=noise), Position()
     else:
@@ -270,7 +267,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.
-    place_in_thread = layout.plain or jax.devices()[0].platform != "cpu"
+    place_in_thread = layout.plain or platform != "cpu"
     transform = layout.place_batch if place_in_thread else None
     if host_prep and layout.plain and cfg.row_cap > 0 and cfg.model.loss != "softmax":
         # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
@@ -409,7 +406,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
             "row_update_cap": cfg.row_cap,
-            "device_windows": device_windows, "device_rows": list(row_shape) if row_shape else None,
+            "device_windows": device_windows, "device_rows": [token_spec.rows, token_spec.row_tokens] if token_spec else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
 
 

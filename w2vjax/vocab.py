@@ -70,6 +70,10 @@ class Vocab:
         p = (np.sqrt(f / tn) + 1.0) * tn / f
         return np.minimum(p, 1.0).astype(np.float32)
 
+    def keep_rate(self, sample: float) -> float:
+        """The expected share of raw words subsampling keeps (effective / raw words)."""
+        return float((self.counts * self.keep_prob(sample)).sum() / self.total)
+
     def noise_probs(self, exponent: float = 0.75) -> np.ndarray:
         """[V] float64 noise distribution ``count**exponent / sum``."""
         w = self.counts.astype(np.float64) ** exponent

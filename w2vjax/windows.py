@@ -70,6 +70,15 @@ def row_shape(examples: int, examples_per_token: float, devices: int = 1) -> tup
     return rows, -(-tokens // (8 * rows)) * 8  # the shortest rows (a multiple of 8) that hold them
 
 
+def token_spec(cfg, keep_rate: float, devices: int = 1) -> TokenSpec:
+    """The token rows of a run of ``cfg`` (a :class:`w2vjax.config.Config`): micro-steps of about
+    ``cfg.batch_size`` examples, given the share ``keep_rate`` of tokens subsampling keeps (a
+    kept token is one center window, or about ``window + 1`` skip-gram pairs)."""
+    per_token = keep_rate * (1 if cfg.windows else cfg.data.window + 1)
+    rows, length = row_shape(cfg.batch_size, per_token, devices)
+    return TokenSpec(length, rows, cfg.train.steps_per_call, cfg.train.epochs)
+
+
 class TokenStream:
     """Rows of raw token ids for a whole run, starting at a :class:`w2vjax.stream.Position`.
 
@@ -85,7 +94,6 @@ class TokenStream:
         self.corpus, self.spec = corpus, spec
         self.n = corpus.num_words
         self.rows_per_epoch = -(-self.n // spec.row_tokens)
-        self.words_per_epoch = self.n
         self.total_words = self.n * spec.epochs
         self._end = self.rows_per_epoch * spec.epochs
         if self._end >= 2 ** 31:
