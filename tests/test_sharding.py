@@ -109,6 +109,40 @@ def test_two_processes_resume_exactly_and_agree_with_one_process(head_corpus, tm
     assert summary["raw_words"] == json.loads((one / "summary.json").read_text())["raw_words"]
 
 
+def test_two_processes_with_device_windows_deal_one_stream_and_match_one_process(head_corpus, tmp_path):
+    """--device-windows across processes (a GPU/TPU pod's default): both processes read the same
+    rows of tokens and each gives its device its rows; a row's examples depend only on its
+    number, so 2 processes x 1 device train what 1 process x 1 device does (CBOW, 4 rows of 880
+    tokens at sample 0 and batch 3520: the same row shape for 1 and 2 devices)."""
+    args = [sys.executable, "-m", "w2vjax", "train", head_corpus(150_000), "--dim", "16", "--epochs", "2",
+            "--batch-size", "3520", "--steps-per-call", "1", "--sample", "0", "--min-count", "3",
+            "--device-windows", "--quiet", "--no-eval"]
+    two = tmp_path / "two"
+    runs = _two_processes(args, two)
+    assert [r[0] for r in runs] == [0, 0], [r[2][-2000:] for r in runs]
+    one = tmp_path / "one"
+    subprocess.run(args + ["--workdir", str(one)], env=_env(), cwd=ROOT, check=True, capture_output=True,
+                   timeout=300)
+    s2, s1 = (json.loads((d / "summary.json").read_text()) for d in (two, one))
+    assert s2["processes"] == 2 and s2["devices"] == 2 and s2["data_shards"] == 1 and s2["device_windows"]
+    assert s2["device_rows"] == s1["device_rows"] == [4, 880]
+    assert s2["raw_words"] == s1["raw_words"] and s2["steps"] == s1["steps"] and s2["examples"] == s1["examples"]
+    # words done are the one stream's, not summed over the processes
+    last = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["words"] == s2["raw_words"]
+    from w2vjax import load_vectors
+    a, b = load_vectors(str(two / "vectors.bin")), load_vectors(str(one / "vectors.bin"))
+    assert a.words == b.words
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=2e-5)  # bitwise equal on this machine
+    # preempted (SIGTERM to one process) and rerun: both resume at the saved row, bitwise
+    work = tmp_path / "interrupted"
+    runs = _two_processes(args, work, term_after_first_log=True)
+    assert [r[0] for r in runs] == [130, 130], [r[2][-2000:] for r in runs]
+    runs = _two_processes(args, work)
+    assert [r[0] for r in runs] == [0, 0] and "resuming from checkpoint" in runs[0][1], [r[2][-2000:] for r in runs]
+    assert (work / "vectors.bin").read_bytes() == (two / "vectors.bin").read_bytes()
+
+
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
 def test_data_shards_cover_each_example_once(head_corpus, tmp_path, model):
     corpus = prepare(head_corpus(200_000), str(tmp_path), 5)

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw noise words and count row touches on the host (default: on CPU only)")
     t.add_argument("--device-windows", action=argparse.BooleanOptionalAction, default=None,
                    help="send raw token ids and make the examples (subsampling, windows, noise words) on the "
-                        "device (default: on GPU/TPU, one data shard)")
+                        "device (default: on GPU/TPU unless --data-shards is above 1)")
     g = t.add_argument_group("devices and processes")
     g.add_argument("--devices", type=int, default=None,
                    help="devices per process to split each batch over (default: all local ones)")

@@ -71,7 +71,7 @@ class TrainConfig:
     # core could feed it)
     host_prep: Optional[bool] = None
     # make the examples on the device from rows of raw token ids (w2vjax.windows) instead of in
-    # the host stream; None: on accelerators (one data shard), where a host core cannot feed the
+    # the host stream; None: on accelerators (unless data_shards > 1), where a host core cannot feed the
     # device; CPU keeps the host stream, which wastes no compute on empty slots
     device_windows: Optional[bool] = None
 
@@ -176,7 +176,8 @@ class Config:
             (not (t.device_windows and t.host_prep),
              "--device-windows makes the examples on the device; it cannot be used with --host-prep"),
             (not t.device_windows or t.data_shards <= 1,
-             "--device-windows reads one data shard; it cannot be used with --data-shards above 1"),
+             "--device-windows deals one stream's rows to every device and process; "
+             "it cannot be used with --data-shards above 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -203,10 +203,13 @@ class Layout:
         """``[steps, batch, ...]`` arrays split along the batch axis; ``[steps]`` ones replicated."""
         return {k: P(None, AXIS) if np.ndim(v) >= 2 else P() for k, v in batch.items()}
 
-    def place_batch(self, batch: dict) -> dict:
-        """This process's slice of the global batch -> global arrays split over the mesh."""
+    def place_batch(self, batch: dict, whole: bool = False) -> dict:
+        """This process's slice of the global batch (``whole``: the global batch itself, the
+        same on every process) -> global arrays split over the mesh."""
         if self.plain:
             return jax.device_put(batch)
+        if whole:
+            return self.place_tree(batch, self.batch_specs(batch))
         out = {}
         for (k, v), spec in zip(batch.items(), self.batch_specs(batch).values()):
             if spec == P():

@@ -8,6 +8,7 @@ evaluation.  Values come back to the host only at logging steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -180,9 +181,15 @@ def _data_shards(cfg: Config) -> int:
     return shards
 
 
-def make_layout(cfg: Config, rows: dict[str, int]) -> sharding.Layout:
-    """The device mesh (``--devices`` per process, default all) and how the state lies on it."""
+def make_layout(cfg: Config, rows: dict[str, int], device_windows: bool = False) -> sharding.Layout:
+    """The device mesh (``--devices`` per process, default all) and how the state lies on it.
+
+    With ``device_windows`` there is one data stream, whatever the process count: every
+    process reads the same rows of tokens and gives its devices theirs (rows are rounded to
+    the device count, so the batch size need not divide)."""
     mesh = sharding.make_mesh(cfg.train.devices)
+    if device_windows:
+        return sharding.Layout(mesh, cfg.train.shard_tables, rows, 1)
     shards = _data_shards(cfg)
     if cfg.batch_size % (mesh.size * shards // math.gcd(mesh.size, shards)):
         raise ConfigError(f"--batch-size {cfg.batch_size} must be a multiple of the {mesh.size} devices "
@@ -198,8 +205,9 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     checkpoint, as a signal would) after that many calls: a hook for tests.
 
     Several processes (``jax.distributed``) run this loop in lockstep: each streams its own
-    data shards, and once per call they exchange a few host integers (idle, words done,
-    signals, whether a log or save is due), so every process takes the same decisions.
+    data shards (with device windows: all read the one stream of token rows), and once per
+    call they exchange a few host integers (idle, words done, signals, whether a log or save
+    is due), so every process takes the same decisions.
     Only process 0 writes ``metrics.jsonl`` and the progress bar.
     """
     vocab = data.vocab
@@ -209,7 +217,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     platform = jax.devices()[0].platform
     device_windows = cfg.train.device_windows
     if device_windows is None:
-        device_windows = platform != "cpu" and _data_shards(cfg) == 1
+        device_windows = platform != "cpu" and cfg.train.data_shards <= 1
     host_prep = cfg.train.host_prep if cfg.train.host_prep is not None else platform == "cpu"
     host_prep = host_prep and not device_windows
     ns = host_prep and cfg.model.loss == "ns"  # the stream draws the noise words
@@ -218,11 +226,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     tables = step_lib.make_tables(vocab, cfg)
     noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
     out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
-    layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows})
+    layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows}, device_windows)
     nproc, shards = jax.process_count(), layout.data_shards
-    if device_windows and shards > 1:
-        raise ConfigError(f"--device-windows reads one data shard; this run has {shards} "
-                          "(one per process): use --no-device-windows")
     token_spec = None
     if device_windows:  # rows of raw tokens; the step makes about batch_size examples from each micro-step's
         token_spec = windows.token_spec(cfg, keep_rate, layout.size)
@@ -268,11 +273,14 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.
     place_in_thread = layout.plain or platform != "cpu"
-    transform = layout.place_batch if place_in_thread else None
+    # device windows: every process holds the whole batch of token rows (one stream), and
+    # gives each of its devices that device's rows
+    place_batch = functools.partial(layout.place_batch, whole=device_windows)
+    transform = place_batch if place_in_thread else None
     if host_prep and layout.plain and cfg.row_cap > 0 and cfg.model.loss != "softmax":
         # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
         counts = step_lib.HostCounts(cfg, tables)
-        transform = lambda batch: layout.place_batch(counts(batch))  # noqa: E731
+        transform = lambda batch: place_batch(counts(batch))  # noqa: E731
     prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=transform)
     mf = open(metrics_path, "a" if restored else "w") if primary else open(os.devnull, "w")
     with mf, _stop_on_signals(stop):
@@ -348,9 +356,10 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
                 if info[:, 0].all():
                     break  # every process is done
                 if not place_in_thread:
-                    batch = layout.place_batch(batch)
+                    batch = place_batch(batch)
                 state, m = train_step(state, batch)
-                position, words_done = position_next, int(info[:, 1].sum())
+                # several data shards: each process counts its own; one stream: all count the same
+                position, words_done = position_next, int(info[:, 1].sum() if shards > 1 else info[0, 1])
                 pending.append(m)
                 calls += 1
                 if info[:, 3].any():
