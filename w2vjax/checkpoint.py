@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from .step import TrainState, state_tree
-from .stream import Position
+from .stream import Position, is_position_list
 
 
 def _saveable(state: TrainState) -> dict:
@@ -28,7 +28,7 @@ def _saveable(state: TrainState) -> dict:
 
 def _check_position(pos) -> None:
     """A saved position: ``[epoch, block, offset]`` or a list of them."""
-    for p in (pos if pos and isinstance(pos[0], list) else [pos]):
+    for p in (pos if is_position_list(pos) else [pos]):
         Position(*(int(x) for x in p))
 
 
@@ -87,7 +87,7 @@ class Checkpoints:
         step = int(tree["step"])
         if step in self.manager.all_steps():
             return step
-        pos = [list(p) for p in position] if position and isinstance(position[0], (list, tuple)) else list(position)
+        pos = [list(p) for p in position] if is_position_list(position) else list(position)
         meta = {"position": pos, "words_done": int(words_done), "config": config}
         try:  # orbax first waits for the previous asynchronous save: its errors surface here too
             self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
@@ -139,7 +139,7 @@ class Checkpoints:
         state = TrainState(host["step"], host["params"], host["opt_state"],
                            jax.random.wrap_key_data(jax.numpy.asarray(host["key"])))
         pos = meta["position"]
-        pos = [tuple(p) for p in pos] if pos and isinstance(pos[0], list) else Position(*pos)
+        pos = [tuple(p) for p in pos] if is_position_list(pos) else Position(*pos)
         return state, pos, int(meta["words_done"]), meta["config"]
 
     def wait(self) -> None:

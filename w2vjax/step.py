@@ -239,6 +239,74 @@ def softmax_chunk(cfg: Config, vocab_size: int) -> int:
     return max(256, MAX_SOFTMAX_LOGITS // cfg.batch_size)
 
 
+def _all_gather(x: jax.Array, axis: Optional[str], n: int) -> jax.Array:
+    """This device's slice ``[b, ...]`` -> the whole batch ``[n * b, ...]``, in batch order."""
+    return jax.lax.all_gather(x, axis, tiled=True) if n > 1 else x
+
+
+def _owned(table: jax.Array, ids: jax.Array, axis: str) -> jax.Array:
+    """Row-sharded tables: the local row index of ``ids``, or the shard's size (an index that
+    a ``mode='drop'`` scatter drops) for the rows another device owns."""
+    per = table.shape[0]
+    local = ids - jax.lax.axis_index(axis) * per
+    return jnp.where((local >= 0) & (local < per), local, per)
+
+
+def all_gather_packed(tree: Any, axis: Optional[str], n: int, summed: Optional[jax.Array] = None):
+    """:func:`_all_gather` of a pytree of ``[b, ...]`` 32-bit arrays as ONE collective.
+
+    One collective per update instead of one per array: cheaper, and the XLA CPU runtime
+    can deadlock on independent collectives when there are more devices than cores.
+    ``summed`` (the full softmax's dense output gradient) is all-reduced in the same
+    collective: then the batch arrays are gathered by a psum too (each device adds its
+    slice at its offset into zeros, which is exact).  Returns ``(tree, summed)``.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    b = leaves[0].shape[0]
+    # ids travel as their bits through an all-gather; through a sum they must be numbers (the
+    # bit patterns of small ints are denormal floats, which the CPU flushes to zero); ids
+    # below 2**24 are exact in float32
+    to32 = ((lambda x: jax.lax.bitcast_convert_type(x, jnp.float32)) if summed is None
+            else (lambda x: x.astype(jnp.float32)))
+    back = ((lambda x, dt: jax.lax.bitcast_convert_type(x, dt)) if summed is None
+            else (lambda x, dt: x.astype(dt)))
+    flat = jnp.concatenate([to32(x).reshape(b, -1) if x.dtype != jnp.float32 else x.reshape(b, -1)
+                            for x in leaves], axis=1)
+    if summed is None:
+        got = _all_gather(flat, axis, n)
+    else:
+        slot = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((n * b, flat.shape[1]), flat.dtype), flat,
+                                                   jax.lax.axis_index(axis) * b, axis=0)
+        both = jax.lax.psum(jnp.concatenate([slot.reshape(-1), summed.reshape(-1)]), axis)
+        got = both[:slot.size].reshape(slot.shape)
+        summed = both[slot.size:].reshape(summed.shape)
+    out, at = [], 0
+    for x in leaves:
+        w = int(np.prod(x.shape[1:], dtype=np.int64))
+        part = got[:, at:at + w].reshape((got.shape[0],) + x.shape[1:])
+        out.append(part if x.dtype == jnp.float32 else back(part, x.dtype))
+        at += w
+    return jax.tree.unflatten(treedef, out), summed
+
+
+def _whole_batch(per, grads, bias_grad, ids, aux, mb, axis: str, n: int):
+    """On a mesh: this device's slice of an update (per-example losses, row gradients and their
+    ids, auxiliary inputs, the micro-batch) -> the whole micro-batch's, in batch order, in one
+    collective; the full softmax's dense output gradient (and bias gradient) is all-reduced."""
+    dense_out = ids["out"] is None
+    local = {"per": per, "in": grads["in"], "ids_in": ids["in"], "aux": aux,
+             "mb": {k: v for k, v in mb.items() if k != "neg" and (k != "words" or v.ndim)}}
+    if not dense_out:
+        local.update(out=grads["out"], ids_out=ids["out"])
+    dense = jnp.concatenate([grads["out"], bias_grad[:, None]], axis=1) if dense_out else None
+    got, dense = all_gather_packed(local, axis, n, dense)
+    out_grad = dense[:, :-1] if dense_out else got["out"]
+    bias_grad = dense[:, -1] if dense_out else bias_grad
+    whole_mb = dict(got["mb"], words=mb["words"]) if mb["words"].ndim == 0 else got["mb"]
+    return (got["per"], {"in": got["in"], "out": out_grad}, bias_grad,
+            {"in": got["ids_in"], "out": None if dense_out else got["ids_out"]}, got["aux"], whole_mb)
+
+
 def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *,
                 axis: Optional[str] = None, num_devices: int = 1, shard_tables: bool = False,
                 rows: Optional[dict] = None, data_shards: int = 1):
@@ -266,54 +334,10 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
     if shard_tables and m.loss == "softmax":
         raise ValueError("the full softmax reads every output row; it cannot use row-sharded tables")
 
-    def everywhere(x):  # this device's slice -> the whole batch, in batch order
-        return jax.lax.all_gather(x, axis, tiled=True) if n > 1 else x
-
-    def everywhere_packed(tree, summed=None):
-        """:func:`everywhere` of a pytree of ``[b, ...]`` 32-bit arrays as ONE collective.
-
-        One collective per update instead of one per array: cheaper, and the XLA CPU runtime
-        can deadlock on independent collectives when there are more devices than cores.
-        ``summed`` (the full softmax's dense output gradient) is all-reduced in the same
-        collective: then the batch arrays are gathered by a psum too (each device adds its
-        slice at its offset into zeros, which is exact).  Returns ``(tree, summed)``.
-        """
-        leaves, treedef = jax.tree.flatten(tree)
-        b = leaves[0].shape[0]
-        # ids travel as their bits through an all-gather; through a sum they must be numbers (the
-        # bit patterns of small ints are denormal floats, which the CPU flushes to zero); ids
-        # below 2**24 are exact in float32
-        to32 = ((lambda x: jax.lax.bitcast_convert_type(x, jnp.float32)) if summed is None
-                else (lambda x: x.astype(jnp.float32)))
-        back = ((lambda x, dt: jax.lax.bitcast_convert_type(x, dt)) if summed is None
-                else (lambda x, dt: x.astype(dt)))
-        flat = jnp.concatenate([to32(x).reshape(b, -1) if x.dtype != jnp.float32 else x.reshape(b, -1)
-                                for x in leaves], axis=1)
-        if summed is None:
-            got = everywhere(flat)
-        else:
-            slot = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((n * b, flat.shape[1]), flat.dtype), flat,
-                                                       jax.lax.axis_index(axis) * b, axis=0)
-            both = jax.lax.psum(jnp.concatenate([slot.reshape(-1), summed.reshape(-1)]), axis)
-            got = both[:slot.size].reshape(slot.shape)
-            summed = both[slot.size:].reshape(summed.shape)
-        out, at = [], 0
-        for x in leaves:
-            w = int(np.prod(x.shape[1:], dtype=np.int64))
-            part = got[:, at:at + w].reshape((got.shape[0],) + x.shape[1:])
-            out.append(part if x.dtype == jnp.float32 else back(part, x.dtype))
-            at += w
-        return jax.tree.unflatten(treedef, out), summed
-
-    def owned(table, ids):  # row-sharded: local row index, or the table size (dropped) if not ours
-        per = table.shape[0]
-        local = ids - jax.lax.axis_index(axis) * per
-        return jnp.where((local >= 0) & (local < per), local, per)
-
     def sharded_lookup(params):
         def lookup(name, ids):
             table = params[name]
-            local = owned(table, everywhere(ids))
+            local = _owned(table, _all_gather(ids, axis, n), axis)
             got = table.at[local].get(mode="fill", fill_value=0)
             return jax.lax.psum_scatter(got, axis, scatter_dimension=0, tiled=True) if n > 1 else got
         return lookup
@@ -337,19 +361,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         grads, per = jax.grad(total, has_aux=True)(rows_)
         bias_grad = grads.pop("bias", None)
         if n > 1:  # from here on every device works on the whole micro-batch
-            dense_out = ids["out"] is None  # full softmax: a dense output gradient (+ bias), all-reduced
-            local = {"per": per, "in": grads["in"], "ids_in": ids["in"], "aux": aux,
-                     "mb": {k_: v for k_, v in mb.items() if k_ != "neg" and (k_ != "words" or v.ndim)}}
-            if not dense_out:
-                local.update(out=grads["out"], ids_out=ids["out"])
-            dense = jnp.concatenate([grads["out"], bias_grad[:, None]], axis=1) if dense_out else None
-            got, dense = everywhere_packed(local, dense)
-            if dense_out:
-                grads["out"], bias_grad = dense[:, :-1], dense[:, -1]
-            per, aux = got["per"], got["aux"]
-            mb = dict(got["mb"], words=mb["words"]) if mb["words"].ndim == 0 else got["mb"]
-            grads = {"in": got["in"], "out": grads["out"] if dense_out else got["out"]}
-            ids = {"in": got["ids_in"], "out": None if dense_out else got["ids_out"]}
+            per, grads, bias_grad, ids, aux, mb = _whole_batch(per, grads, bias_grad, ids, aux, mb, axis, n)
         loss_sum = per.sum()
         words = global_words(mb["words"], data_shards)
         if cfg.row_cap > 0:
@@ -363,19 +375,26 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(words))
         opt_state = opt_state._replace(hyperparams=hyper)
         upd, opt_state = tx.update(grads, opt_state)
-        if shard_tables:
-            emb_in = params["emb_in"].at[owned(params["emb_in"], ids["in"])].add(upd["in"], mode="drop")
-            emb_out = params["emb_out"].at[owned(params["emb_out"], ids["out"])].add(upd["out"], mode="drop")
-        else:
-            emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="promise_in_bounds")
-            if ids["out"] is None:
-                emb_out = params["emb_out"] + upd["out"]
-            else:
-                emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
         stats = {"loss_sum": loss_sum, "examples": mb["mask"].sum()}
-        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, stats, bufs
+        return apply_updates(params, upd, ids, axis if shard_tables else None), opt_state, stats, bufs
 
     return update
+
+
+def apply_updates(params: dict, upd: dict, ids: dict, sharded_axis: Optional[str] = None) -> dict:
+    """Scatter-add the row updates ``upd['in'|'out']`` into the tables at ``ids`` (in place: the
+    tables are donated); ``ids['out']`` None: a dense output update (the full softmax).
+    ``sharded_axis``: the tables are this device's rows of row-sharded tables, and each device
+    adds only the updates of the rows it owns."""
+    if sharded_axis is not None:
+        return {name: params[name].at[_owned(params[name], ids[k], sharded_axis)].add(upd[k], mode="drop")
+                for name, k in (("emb_in", "in"), ("emb_out", "out"))}
+    emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="promise_in_bounds")
+    if ids["out"] is None:
+        emb_out = params["emb_out"] + upd["out"]
+    else:
+        emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
+    return {"emb_in": emb_in, "emb_out": emb_out}
 
 
 def global_words(words: jax.Array, data_shards: int) -> jax.Array:

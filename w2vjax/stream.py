@@ -49,6 +49,12 @@ class Position(NamedTuple):
     offset: int = 0
 
 
+def is_position_list(pos) -> bool:
+    """Whether ``pos`` (a :class:`Position`, or as saved: a list of 3 ints) is instead a list of
+    positions, one per data shard."""
+    return bool(pos) and isinstance(pos[0], (list, tuple))
+
+
 class StreamSpec(NamedTuple):
     model: str  # "skipgram" or "cbow"
     window: int

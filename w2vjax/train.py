@@ -27,7 +27,7 @@ from . import export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
-from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec
+from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
 
 
 class TrainingError(RuntimeError):
@@ -431,12 +431,12 @@ def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.nda
 def _local_position(saved, shards: int, log):
     """This process's stream position(s) from a checkpoint's saved position(s)."""
     if shards == 1:
-        if saved and isinstance(saved[0], (list, tuple)):
+        if is_position_list(saved):
             raise ConfigError(f"the checkpoint was written with {len(saved)} data shards; "
                               f"rerun with --data-shards {len(saved)}")
         return Position(*saved)
-    if not saved or not isinstance(saved[0], (list, tuple)) or len(saved) != shards:
-        n = len(saved) if saved and isinstance(saved[0], (list, tuple)) else 1
+    if not is_position_list(saved) or len(saved) != shards:
+        n = len(saved) if is_position_list(saved) else 1
         raise ConfigError(f"the checkpoint was written with {n} data shard(s), this run uses {shards}; "
                           f"rerun with --data-shards {n}")
     k = shards // jax.process_count()
