@@ -171,6 +171,30 @@ def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
     assert not np.any(bufs["emb_in"]) and not np.any(bufs["emb_out"])  # buffers handed back all-zero
 
 
+def test_padding_slots_are_dropped_from_the_scatters():
+    """A masked example, an empty context slot and a padded Huffman path end update nothing: their
+    ids become DROP, which apply_updates skips (the row the padding points at stays as it was)."""
+    d = step_lib.DROP
+    mb = {"inp": jnp.asarray([[1, 2, 0], [3, 0, 0], [4, 5, 6]]), "out": jnp.asarray([1, 2, 3]),
+          "inp_mask": jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]),
+          "mask": jnp.asarray([1.0, 1.0, 0.0])}
+    ids = {"in": mb["inp"], "out": jnp.asarray([[7, 8, 0], [7, 0, 0], [7, 8, 9]])}
+    aux = {"path_mask": jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])}
+    got = step_lib.drop_padding(ids, mb, aux)
+    np.testing.assert_array_equal(got["in"], [[1, 2, d], [3, d, d], [d, d, d]])
+    np.testing.assert_array_equal(got["out"], [[7, 8, d], [7, d, d], [d, d, d]])
+    params = {"emb_in": jnp.zeros((10, 2)), "emb_out": jnp.zeros((10, 2))}
+    upd = {"in": jnp.ones((3, 3, 2)), "out": jnp.ones((3, 3, 2))}
+    new = step_lib.apply_updates(params, upd, got)
+    np.testing.assert_array_equal(new["emb_in"][:, 0], [0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(new["emb_out"][:, 0], [0, 0, 0, 0, 0, 0, 0, 2, 1, 0])
+    # skip-gram pairs: a masked pair drops its input and all of its output rows
+    pairs = step_lib.drop_padding({"in": jnp.asarray([4, 5]), "out": jnp.asarray([[1, 2], [3, 4]])},
+                                  {"inp": jnp.asarray([4, 5]), "mask": jnp.asarray([0.0, 1.0])}, {})
+    np.testing.assert_array_equal(pairs["in"], [d, 5])
+    np.testing.assert_array_equal(pairs["out"], [[d, d], [3, 4]])
+
+
 def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
     caps = [make_config(batch_size=b).row_cap for b in (64, 256, 4096, 16384, 65536)]
     np.testing.assert_allclose(caps, [16, 16, 16 * 16 ** (1 / 3), 64, 16 * 256 ** (1 / 3)])

@@ -109,8 +109,8 @@ def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple
     touched entries are reset), so a scan can carry it instead of filling ``[V]`` every update.
     """
     flat = ids.reshape(-1)
-    counts = zeros.at[flat].add(jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="promise_in_bounds")
-    return counts[ids], counts.at[flat].set(0.0, mode="promise_in_bounds")
+    counts = zeros.at[flat].add(jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="drop")
+    return counts.at[ids].get(mode="fill", fill_value=0), counts.at[flat].set(0.0, mode="drop")
 
 
 def count_buffers(params: dict, rows: Optional[dict] = None) -> dict:
@@ -135,6 +135,25 @@ def touch_weights(xp, mb: dict, out_shape: tuple, path_mask=None, skipgram_windo
     if path_mask is not None:
         w_out = w_out * path_mask
     return w_in, xp.broadcast_to(w_out, out_shape)
+
+
+DROP = 2 ** 31 - 1  # the row id of a slot that updates nothing: every scatter skips it
+
+
+def drop_padding(ids: dict, mb: dict, aux: dict, skipgram_windows: bool = False) -> dict:
+    """The ids of the slots that update nothing -> :data:`DROP`, which the scatters skip.
+
+    Padding slots (a masked example, an empty context slot of a window, the padded end of a
+    Huffman path) have zero updates, so skipping them changes no value; it saves their
+    read-add-write (with device windows over half of a skip-gram micro-step's slots are
+    empty; the Huffman paths are padded to the longest code) and, on a GPU, the atomic adds
+    that would all pile onto the one row the padding points at.
+    """
+    out = ids["out"]
+    w_in, w_out = touch_weights(jnp, mb, mb["mask"].shape + (1,) if out is None else out.shape,
+                                aux.get("path_mask"), skipgram_windows)
+    return {"in": jnp.where(jnp.broadcast_to(w_in, ids["in"].shape) > 0, ids["in"], DROP),
+            "out": None if out is None else jnp.where(w_out > 0, out, DROP)}
 
 
 def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: Optional[dict], cap: float,
@@ -364,6 +383,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             per, grads, bias_grad, ids, aux, mb = _whole_batch(per, grads, bias_grad, ids, aux, mb, axis, n)
         loss_sum = per.sum()
         words = global_words(mb["words"], data_shards)
+        ids = drop_padding(ids, mb, aux, m.model == "skipgram" and cfg.windows)
         if cfg.row_cap > 0:
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb["out"]].add(mb["mask"])
@@ -383,17 +403,18 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
 
 def apply_updates(params: dict, upd: dict, ids: dict, sharded_axis: Optional[str] = None) -> dict:
     """Scatter-add the row updates ``upd['in'|'out']`` into the tables at ``ids`` (in place: the
-    tables are donated); ``ids['out']`` None: a dense output update (the full softmax).
+    tables are donated; ids out of range, :data:`DROP`, are skipped); ``ids['out']`` None: a
+    dense output update (the full softmax).
     ``sharded_axis``: the tables are this device's rows of row-sharded tables, and each device
     adds only the updates of the rows it owns."""
     if sharded_axis is not None:
         return {name: params[name].at[_owned(params[name], ids[k], sharded_axis)].add(upd[k], mode="drop")
                 for name, k in (("emb_in", "in"), ("emb_out", "out"))}
-    emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="promise_in_bounds")
+    emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="drop")
     if ids["out"] is None:
         emb_out = params["emb_out"] + upd["out"]
     else:
-        emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="promise_in_bounds")
+        emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="drop")
     return {"emb_in": emb_in, "emb_out": emb_out}
 
 
