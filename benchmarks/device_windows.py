@@ -106,8 +106,8 @@ def step_rows(args, data) -> list[dict]:
         rows.append({"config": f"{model}/{loss}", "batch": cfg.batch_size, "rows": shape,
                      "step_raw_words_per_s": words / t_step, "make_raw_words_per_s": words / t_make,
                      "make_share": t_make / t_step})
-        print(f"# {model}/{loss} rows {shape}: step {words / t_step / 1e6:.2f} M raw words/s, "
-              f"making examples alone {words / t_make / 1e6:.2f} M/s ({100 * t_make / t_step:.0f} % of the step)",
+        print(f"# {model}/{loss} rows {shape}: step {words / t_step / 1e6:.3g} M raw words/s, "
+              f"making examples alone {words / t_make / 1e6:.3g} M/s ({100 * t_make / t_step:.0f} % of the step)",
               flush=True)
     return rows
 
@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     lines += [f"| {r['what']} | {r['raw_words_per_s'] / 1e6:.1f} |" for r in feed]
     lines += ["", "| step with device windows | batch (examples) | rows x tokens per update | step: M raw words/s "
                   "| making the examples alone: M raw words/s | share of the step |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['config']} | {r['batch']} | {r['rows'][0]} x {r['rows'][1]} | {r['step_raw_words_per_s'] / 1e6:.2f} "
-              f"| {r['make_raw_words_per_s'] / 1e6:.2f} | {100 * r['make_share']:.0f} % |" for r in steps]
+    lines += [f"| {r['config']} | {r['batch']} | {r['rows'][0]} x {r['rows'][1]} | {r['step_raw_words_per_s'] / 1e6:.3g} "
+              f"| {r['make_raw_words_per_s'] / 1e6:.3g} | {100 * r['make_share']:.0f} % |" for r in steps]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

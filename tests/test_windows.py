@@ -12,7 +12,7 @@ from w2vjax.config import ConfigError
 from w2vjax.objectives import Tables
 from w2vjax.prepare import prepare
 from w2vjax.stream import Position, StreamSpec, block_examples
-from w2vjax.windows import TokenSpec, TokenStream, device_examples, row_shape
+from w2vjax.windows import TokenSpec, TokenStream, device_examples, pair_slots, row_shape
 
 
 def _tables(v, keep=1.0):
@@ -118,12 +118,35 @@ def test_a_rows_examples_depend_only_on_its_number():
     tables = _tables(v, keep=0.7)
     together = _examples(tokens, starts, [10, 11, 12], tables, window=5, negative=5)
     alone = _examples(tokens[1:2], starts[1:2], [11], tables, window=5, negative=5)
-    n = t * 10
+    n = pair_slots(t, 5)
+    assert together["inp"].shape == (3 * n,)
     for k in ("inp", "out", "mask", "neg"):
         np.testing.assert_array_equal(together[k][n:2 * n], alone[k])
     other = _examples(tokens[1:2], starts[1:2], [12], tables, window=5, negative=5)
     assert not np.array_equal(other["mask"], alone["mask"])
     assert together["neg"].shape == (3 * n, 5) and together["neg"].max() < v
+
+
+def test_pairs_are_packed_to_the_front_of_fewer_slots(monkeypatch):
+    assert pair_slots(1024, 5) == 6688 and pair_slots(64, 5) == 520  # vs 2W T = 10240, 640
+    assert pair_slots(100, 1) == 200  # window 1: every token has at most 2 pairs
+    t, w = 1024, 5
+    tokens = np.arange(t)[None]
+    starts = np.zeros((1, t), bool)
+    starts[0, 0] = True
+    ex = _examples(tokens, starts, [3], _tables(t), window=w)
+    m = ex["mask"]
+    assert m.shape == (6688,) and m[:int(m.sum())].all() and not m[int(m.sum()):].any()  # a prefix
+    assert abs(m.sum() - (w + 1) * t) < 6 * np.sqrt(t * 8)  # every token kept: (W + 1) pairs each
+    # in (center, offset) order
+    assert (np.diff(ex["out"][m > 0]) >= 0).all()
+    # a row with more pairs than slots keeps the first centers' pairs
+    import w2vjax.windows as windows_mod
+    monkeypatch.setattr(windows_mod, "pair_slots", lambda t, w: 24)
+    few = _examples(tokens, starts, [3], _tables(t), window=w)
+    assert few["mask"].all()
+    np.testing.assert_array_equal(few["inp"], ex["inp"][:24])
+    np.testing.assert_array_equal(few["out"], ex["out"][:24])
 
 
 def test_row_shape():
