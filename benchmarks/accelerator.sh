@@ -13,14 +13,17 @@
 # optax, flax, orbax-checkpoint and pytest (no network, no gensim: the CPU tables give gensim's
 # figures); runs the project from source.
 #
-# Writes to OUTDIR: devices.txt, tests.log (the tests that exercise the device path),
-# device_windows.md (the step alone with device windows: the ceiling of end-to-end speed, per
-# model x loss, at the default batch 4096 and at 65536) and sg_ns_bB.md/.json (skip-gram/NS, one
-# epoch end to end with evaluation, at batch B = 4096, 16384, 65536).  DW_ARGS adds arguments to
+# Writes OUTDIR/summary.md (the devices, the tests' last lines and every table) and
+# OUTDIR/parts.tgz (all outputs: devices.txt, tests.log for the tests that exercise the device
+# path, device_windows_bB.md for the step alone with device windows at the default batch 4096 and
+# at 65536 -- the ceiling of end-to-end speed, per model x loss -- and sg_ns_bB.md/.json for
+# skip-gram/NS one epoch end to end with evaluation at B = 4096, 16384, 65536); two files, since
+# the device tool returns at most 8.  DW_ARGS adds arguments to
 # device_windows.py (e.g. "--steps-per-call 4 --calls 2 --repeats 1" for a quick check on CPU).
 set -uo pipefail
 corpus=${1:-w2vjax/data/text8_head.txt.gz}
-out=${2:-benchmarks/results/accelerator}
+dest=${2:-benchmarks/results/accelerator}
+out="$dest/parts"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -37,4 +40,10 @@ for b in 4096 16384 65536; do
     $py benchmarks/quality.py --corpus "$corpus" --tools w2vjax --configs sg-ns --epochs 1 --batch-size $b \
         --out "$out/sg_ns_b$b" || status=1
 done
+{
+    echo "# benchmarks/accelerator.sh $corpus ($(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null))"
+    echo; echo '```'; cat "$out/devices.txt"; tail -n 5 "$out/tests.log"; echo '```'
+    for f in "$out"/device_windows_b*.md "$out"/sg_ns_b*.md; do echo; echo "## $(basename "$f")"; echo; cat "$f"; done
+} > "$dest/summary.md"
+tar czf "$dest/parts.tgz" -C "$dest" parts && rm -rf "$out"
 exit $status
