@@ -41,9 +41,7 @@ from w2vjax.prepare import prepare  # noqa: E402
 from w2vjax.stream import Streamer, StreamSpec  # noqa: E402
 
 sys.path.insert(0, HERE)
-from step_profile import best_of, best_step_seconds  # noqa: E402
-
-CONFIGS = [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs")]
+from step_profile import CONFIGS, best_of, best_step_seconds  # noqa: E402
 
 
 def feed_rows(args, data, cfg, token_spec) -> list[dict]:
@@ -54,15 +52,15 @@ def feed_rows(args, data, cfg, token_spec) -> list[dict]:
     spec = StreamSpec("skipgram", cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, cfg.train.seed,
                       negative=cfg.model.negative)
     out = []
-    for name, make, done in [
-            ("host stream: skip-gram pairs + noise words (NumPy)", lambda: Streamer(data, keep, spec, noise=noise)(),
-             lambda item: item[2]),
+    for name, make in [
+            ("host stream: skip-gram pairs + noise words (NumPy)",
+             lambda: Streamer(data, keep, spec, noise=noise)()),
             (f"device windows: token rows {token_spec.rows} x {token_spec.row_tokens} (ids + sentence flags)",
-             lambda: windows.TokenStream(data, token_spec)(), lambda item: item[2])]:
+             lambda: windows.TokenStream(data, token_spec)())]:
         def run():
-            for item in make():
-                if done(item) >= args.feed_words:
-                    return done(item)
+            for _, _, done in make():  # (batch, next position, raw words done)
+                if done >= args.feed_words:
+                    return done
             return data.num_words
         words = [0]
         sec = best_of(lambda: words.__setitem__(0, run()), args.repeats)

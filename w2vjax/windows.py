@@ -149,6 +149,14 @@ def pair_slots(row_tokens: int, window: int) -> int:
     return min(2 * w * t, -(-math.ceil(slots) // 8) * 8)
 
 
+def _to_front(x: jax.Array, flags: jax.Array, size: int, fill=0) -> jax.Array:
+    """The entries of ``x`` where ``flags`` holds, in order, packed to the front of ``size`` slots
+    (the rest ``fill``; entries past ``size`` are dropped)."""
+    # distinct indices, so that no two writes meet; those past ``size`` are dropped
+    dest = jnp.where(flags, jnp.cumsum(flags) - 1, size + jnp.arange(flags.shape[0]))
+    return jnp.full((size,), fill, x.dtype).at[dest].set(x, mode="drop", unique_indices=True)
+
+
 def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, window: int, windows: bool,
                     negative: int) -> dict:
     """One micro-step's examples from its rows of tokens (see the module docstring).
@@ -165,9 +173,8 @@ def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, wind
         k_keep, k_win, k_neg = jax.random.split(jax.random.fold_in(key, row), 3)
         word = jnp.maximum(tok, 0)
         keep = (tok >= 0) & (jax.random.uniform(k_keep, (t,)) < tables.keep_prob[word])
-        slot = jnp.where(keep, jnp.cumsum(keep) - 1, t)  # kept tokens packed to the front
-        ktok = jnp.zeros((t,), jnp.int32).at[slot].set(word, mode="drop")
-        ksid = jnp.full((t,), -1, jnp.int32).at[slot].set(jnp.cumsum(starts, dtype=jnp.int32), mode="drop")
+        ktok = _to_front(word, keep, t)  # the kept tokens, and their sentence numbers
+        ksid = _to_front(jnp.cumsum(starts, dtype=jnp.int32), keep, t, fill=-1)
         m = keep.sum()
         b = jax.random.randint(k_win, (t, 1), 1, window + 1)
         i = jnp.arange(t)[:, None]
@@ -179,16 +186,10 @@ def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, wind
             ex = {"inp": jnp.where(valid, ctx, 0), "inp_mask": valid.astype(jnp.float32), "out": ktok,
                   "mask": valid.any(-1).astype(jnp.float32)}
         else:  # the row's pairs, packed to the front of its P slots (in center, offset order)
-            p = pair_slots(t, window)
-            flat = valid.reshape(-1)
-            dest = jnp.where(flat, jnp.cumsum(flat) - 1, p + jnp.arange(flat.shape[0]))  # past P: dropped
-
-            def pack(x, dtype):
-                return jnp.zeros((p,), dtype).at[dest].set(x.astype(dtype), mode="drop", unique_indices=True)
-
-            ex = {"inp": pack(ctx.reshape(-1), jnp.int32),
-                  "out": pack(jnp.broadcast_to(ktok[:, None], ctx.shape).reshape(-1), jnp.int32),
-                  "mask": pack(flat, jnp.float32)}
+            p, flat = pair_slots(t, window), valid.reshape(-1)
+            ex = {"inp": _to_front(ctx.reshape(-1), flat, p),
+                  "out": _to_front(jnp.broadcast_to(ktok[:, None], ctx.shape).reshape(-1), flat, p),
+                  "mask": _to_front(flat.astype(jnp.float32), flat, p)}
         if negative:
             ex["neg"] = objectives.sample_negatives(k_neg, tables, ex["out"].shape + (negative,))
         return ex
