@@ -23,6 +23,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# a C++ compiler for the fused CPU kernel (w2vjax/kernels/, built on first use; without one the
+# trainer runs the plain XLA step)
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+
 # dependencies first (a layer that survives source edits), then the source
 COPY pyproject.toml README.md ./
 COPY w2vjax ./w2vjax
@@ -30,7 +34,8 @@ RUN pip install -e ".[test,experiments]" \
  && if [ -n "$JAX_EXTRA" ]; then \
         pip install "jax[${JAX_EXTRA}]==$(python -c 'import jax; print(jax.__version__)')"; \
     fi \
- && python -c "import jax; print('jax', jax.__version__, jax.default_backend())"
+ && python -c "import jax; print('jax', jax.__version__, jax.default_backend())" \
+ && python -c "from w2vjax import kernel; print('CPU kernel', kernel.available())"
 
 COPY benchmarks ./benchmarks
 COPY experiments ./experiments

@@ -49,6 +49,9 @@ def _err(argv, capsys, code=2):
     (["--min-count", "0"], "--min-count"),
     (["--sample", "-1"], "--sample"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--cpu-kernel", "--loss", "softmax"], "--cpu-kernel"),
+    (["--cpu-kernel", "--no-host-prep"], "--cpu-kernel"),
+    (["--threads", "-1"], "--threads"),
 ])
 def test_impossible_settings(tmp_path, capsys, flags, needle):
     c = tmp_path / "c.txt"

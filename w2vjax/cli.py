@@ -37,7 +37,8 @@ def _train(args) -> int:
                       max_sentence_length=args.max_sentence_length, eval_every=args.eval_every,
                       devices=args.devices, shard_tables=args.shard_tables or None,
                       data_shards=args.data_shards, host_prep=args.host_prep,
-                      device_windows=args.device_windows)
+                      device_windows=args.device_windows, cpu_kernel=args.cpu_kernel,
+                      threads=args.threads)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device-windows", action=argparse.BooleanOptionalAction, default=None,
                    help="send raw token ids and make the examples (subsampling, windows, noise words) on the "
                         "device (default: on GPU/TPU unless --data-shards is above 1)")
+    t.add_argument("--cpu-kernel", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the negative-sampling / hierarchical-softmax update as a fused C++ kernel on "
+                        "several threads (default: on a one-device CPU run, when it compiles)")
+    t.add_argument("--threads", type=int, default=0,
+                   help="threads of the CPU kernel (default: 0, the cores this process may use but one, "
+                        "left to the data pipeline)")
     g = t.add_argument_group("devices and processes")
     g.add_argument("--devices", type=int, default=None,
                    help="devices per process to split each batch over (default: all local ones)")

@@ -15,7 +15,7 @@ from typing import Any, Optional
 MODELS = ("skipgram", "cbow")
 # Train settings that change how a run is carried out but not what it computes.
 RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every",
-                  "devices", "shard_tables")
+                  "devices", "shard_tables", "cpu_kernel", "threads")
 LOSSES = ("ns", "hs", "softmax")
 ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
 
@@ -74,6 +74,10 @@ class TrainConfig:
     # the host stream; None: on accelerators (unless data_shards > 1), where a host core cannot feed the
     # device; CPU keeps the host stream, which wastes no compute on empty slots
     device_windows: Optional[bool] = None
+    # run the negative-sampling / hierarchical-softmax update as the fused C++ kernel
+    # (w2vjax.kernel) on a one-device CPU run with the host stream; None: there, when it builds
+    cpu_kernel: Optional[bool] = None
+    threads: int = 0  # the CPU kernel's threads; 0: the cores this process may use but one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +179,11 @@ class Config:
             (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
             (not (t.device_windows and t.host_prep),
              "--device-windows makes the examples on the device; it cannot be used with --host-prep"),
+            (t.threads >= 0, f"--threads must be >= 0 (0: the cores available), got {t.threads}"),
+            (not t.cpu_kernel or (m.loss in ("ns", "hs") and not m.shared_negatives),
+             "--cpu-kernel runs negative sampling and hierarchical softmax (not --shared-negatives)"),
+            (not t.cpu_kernel or not (t.device_windows or t.host_prep is False),
+             "--cpu-kernel takes the host stream's examples (not --device-windows or --no-host-prep)"),
             (not t.device_windows or t.data_shards <= 1,
              "--device-windows deals one stream's rows to every device and process; "
              "it cannot be used with --data-shards above 1"),

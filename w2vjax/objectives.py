@@ -123,6 +123,40 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     return per * batch["mask"]
 
 
+def logistic_terms(batch: dict, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
+                   exact_grad: bool = False) -> tuple[jax.Array, ...]:
+    """An example of negative sampling or hierarchical softmax as the rows and weights of
+    :func:`losses.logistic_rows`, for the fused CPU kernel (:mod:`w2vjax.kernel`), which takes
+    no gradient: ``(in_ids, in_hw, in_gw, out_ids, sign, weight)`` with ``h = sum_c in_hw_c
+    emb_in[in_ids_c]``, the input row ``c`` receiving ``in_gw_c * dL/dh`` (CBOW's convention,
+    see :func:`cbow_hidden`), and the loss ``logistic_rows(h, emb_out[out_ids], sign, weight)``
+    (``batch['mask']`` folded into ``weight``).  Skip-gram pairs and CBOW windows, with the
+    noise words in ``batch['neg']`` (the host stream's); leading axes ``[..., B]``."""
+    inp, out, mask = batch["inp"], batch["out"], batch["mask"]
+    if model == "skipgram":
+        if inp.ndim != out.ndim:
+            raise ValueError("the kernel takes skip-gram (context, center) pairs, not center windows")
+        in_ids = inp[..., None]
+        in_hw = in_gw = jnp.ones(in_ids.shape, jnp.float32)
+    else:
+        in_ids, ctx = inp, batch["inp_mask"].astype(jnp.float32)
+        count = jnp.maximum(ctx.sum(-1, keepdims=True), 1.0)
+        in_hw = ctx / count if cbow_mean else ctx
+        in_gw = ctx / count if cbow_mean == exact_grad else ctx
+    if loss == "ns":
+        neg = batch["neg"]
+        out_ids = jnp.concatenate([out[..., None], neg], axis=-1)
+        sign, weight = _ns_sign_weight((neg != out[..., None]).astype(jnp.float32))
+        sign = jnp.broadcast_to(sign, out_ids.shape)
+    elif loss == "hs":
+        out_ids = tables.points[out]
+        sign = 1.0 - 2.0 * tables.codes[out].astype(jnp.float32)
+        weight = tables.path_mask[out].astype(jnp.float32)
+    else:
+        raise ValueError("the kernel is for negative sampling and hierarchical softmax")
+    return in_ids, in_hw, in_gw, out_ids, sign, weight * mask[..., None]
+
+
 def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.Array:
     """Skip-gram over center windows with shared negatives: the sum over contexts ``c``
     of the negative-sampling loss of (input ``v_c``, center, the center's noise words)."""

@@ -427,7 +427,42 @@ def global_words(words: jax.Array, data_shards: int) -> jax.Array:
     return words.reshape(data_shards, -1)[:, 0].sum()
 
 
-def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, layout=None):
+def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, threads: int,
+                    data_shards: int = 1):
+    """A whole call's micro-batches through the fused CPU kernel (:mod:`w2vjax.kernel`):
+    ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``, the same
+    update as :func:`make_update` scanned over the micro-batches (optax's SGD step
+    ``-lr * grad``, the row-update cap from the host's touch counts ``m_in``/``m_out``), with
+    the per-micro-batch learning rates, cap scales and example weights computed here in XLA.
+    Negative sampling (noise words from the host stream) and hierarchical softmax, one device."""
+    from . import kernel
+    ok, why = kernel.available()
+    if not ok:
+        raise RuntimeError(f"the CPU kernel is not available: {why}")
+    m = cfg.model
+
+    def run(params, opt_state, step, key, batch):
+        del key  # the host stream drew the noise words
+        in_ids, in_hw, in_gw, out_ids, sign, weight = objectives.logistic_terms(
+            batch, tables, m.model, m.loss, cbow_mean=m.cbow_mean)
+        lr = jax.vmap(lambda w: schedule(global_words(w, data_shards)))(batch["words"])[:, None, None]
+        in_coef = lr * in_gw * batch["mask"][..., None]
+        out_coef = jnp.broadcast_to(lr, out_ids.shape)
+        if cfg.row_cap > 0:
+            m_in = batch["m_in"].reshape(in_ids.shape)
+            in_coef = in_coef / jnp.maximum(1.0, m_in / cfg.row_cap)
+            out_coef = out_coef / jnp.maximum(1.0, batch["m_out"] / cfg.row_cap)
+        emb_in, emb_out, loss = kernel.logistic_update(params["emb_in"], params["emb_out"], in_ids, in_hw,
+                                                       in_coef, out_ids, sign, weight, out_coef, threads)
+        opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
+        metrics = {"loss_sum": loss.sum(), "examples": batch["mask"].sum(), "lr": lr[-1, 0, 0]}
+        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics
+
+    return run
+
+
+def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, layout=None,
+                    kernel_threads: int = 0):
     """Jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     ``batch`` arrays have leading axes ``[steps_per_call, batch_size]``;
@@ -435,6 +470,8 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
     pulled to the host only when the caller logs.  ``layout`` (a
     :class:`w2vjax.sharding.Layout`) spreads the batch over a device mesh; None or a
     one-device layout with replicated tables runs the plain single-device step.
+    ``kernel_threads`` > 0: the one-device CPU step runs the fused kernel on that many threads
+    (:func:`make_kernel_run`; batches carry the host's noise words and touch counts).
     """
     schedule = make_schedule(cfg, total_words)
     shards = layout.data_shards if layout is not None else 1
@@ -459,6 +496,11 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
         metrics = {k: v.sum() for k, v in stats.items()}
         metrics["lr"] = opt_state.hyperparams["learning_rate"]
         return params, opt_state, step, metrics
+
+    if kernel_threads > 0:
+        if not (layout is None or layout.plain):
+            raise ValueError("the CPU kernel runs on one device")
+        run_scan = make_kernel_run(cfg, tables, schedule, kernel_threads, shards)  # noqa: F811
 
     traces = [0]  # times the step was traced (= compiled for new shapes); 1 for a whole run
 

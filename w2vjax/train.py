@@ -138,6 +138,11 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     """
     t_start = time.time()
     cfg = config.validate().for_platform(jax.devices()[0].platform)
+    if cfg.train.cpu_kernel:  # asked for: refused before anything is written if it cannot build
+        from . import kernel
+        ok, why = kernel.available()
+        if not ok:
+            raise ConfigError(f"--cpu-kernel: {why}")
     enable_compilation_cache()
     corpus = corpus or default_corpus()
     primary = sharding.is_primary()
@@ -241,7 +246,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
         position = streamer.start()
     total = streamer.total_words
     words_per_epoch = total // cfg.train.epochs
-    train_step = step_lib.make_train_step(cfg, tables, total, layout)
+    threads = _kernel_threads(cfg, platform, layout, host_prep, log if primary else (lambda *a: None))
+    train_step = step_lib.make_train_step(cfg, tables, total, layout, kernel_threads=threads)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     words_done = 0
     restored = ckpt.restore(step_lib.abstract_state_tree(cfg, len(vocab)),
@@ -414,9 +420,33 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
+            "cpu_kernel_threads": threads,
             "row_update_cap": cfg.row_cap,
             "device_windows": device_windows, "device_rows": [token_spec.rows, token_spec.row_tokens] if token_spec else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
+
+
+def _kernel_threads(cfg: Config, platform: str, layout: sharding.Layout, host_prep: bool, log) -> int:
+    """Threads of the fused CPU kernel (:mod:`w2vjax.kernel`) for this run; 0: the plain XLA step.
+    By default it runs where it can; ``--cpu-kernel`` where it cannot is an error."""
+    t, m = cfg.train, cfg.model
+    fits = [(platform == "cpu", f"it runs on CPU, this run is on {platform}"),
+            (layout.plain, "it runs on one device, with the tables on it"),
+            (host_prep, "it takes the host stream's noise words and touch counts (--host-prep)"),
+            (m.loss in ("ns", "hs") and not (m.model == "skipgram" and cfg.windows),
+             "it runs negative sampling and hierarchical softmax, not --shared-negatives")]
+    why = next((w for ok, w in fits if not ok), None)
+    if t.cpu_kernel is False or (why is not None and t.cpu_kernel is None):
+        return 0
+    if why is None:
+        from . import kernel
+        ok, why = kernel.available()
+        if ok:
+            return t.threads or kernel.default_threads()
+        if t.cpu_kernel is None:
+            log(f"CPU kernel not used ({why}); running the XLA step")
+            return 0
+    raise ConfigError(f"--cpu-kernel: {why}")
 
 
 @jax.jit

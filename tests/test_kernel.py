@@ -1,0 +1,117 @@
+"""The fused CPU kernel (w2vjax.kernel) computes the plain jitted step's update."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from w2vjax import kernel, step as step_lib
+from w2vjax.config import make_config
+
+pytestmark = pytest.mark.skipif(not kernel.available()[0], reason=f"CPU kernel: {kernel.available()[1]}")
+
+
+def _batches(cfg, data, tables, n):
+    from w2vjax.stream import Streamer, StreamSpec
+    m = cfg.model
+    spec = StreamSpec(m.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, 1,
+                      windows=cfg.windows, negative=m.negative if m.loss == "ns" else 0)
+    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias))
+    counts = step_lib.HostCounts(cfg, tables)
+    every = [b for b, _, _ in Streamer(data, data.vocab.keep_prob(1e-3), spec, noise=noise)()]
+    assert len(every) > n
+    return [counts(b) for b in every[:n - 1] + every[-1:]]  # the last one ends in masked padding
+
+
+def _run(cfg, data, tables, batches, threads):
+    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=threads)
+    state = step_lib.init_state(cfg, len(data.vocab))
+    metrics = []
+    for b in batches:
+        state, m = fn(state, b)
+        metrics.append(jax.tree.map(float, m))
+    assert fn.traces() == 1
+    return state, metrics
+
+
+@pytest.mark.parametrize("model,loss,mean", [("skipgram", "ns", True), ("skipgram", "hs", True),
+                                             ("cbow", "ns", True), ("cbow", "hs", True),
+                                             ("cbow", "ns", False)])
+def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_path):
+    """4 calls of 8 micro-batches (a row-update cap of 2 that binds, masked padding at the end of
+    the stream, CBOW's mean and sum): the kernel's tables, loss sums and learning rates are the
+    plain step's, to float rounding, on 1, 2 and 3 threads; on one thread count, bitwise again."""
+    from w2vjax.prepare import prepare
+    cfg = make_config(model=model, loss=loss, dim=16, batch_size=64, steps_per_call=8, negative=4, window=3,
+                      row_update_cap=2.0, lr=0.5, cbow_mean=mean).validate()
+    data = prepare(head_corpus(20_000), str(tmp_path), 3, None, 10_000)
+    tables = step_lib.make_tables(data.vocab, cfg)
+    batches = _batches(cfg, data, tables, 4)
+    assert (np.asarray(batches[0]["m_out"]) > cfg.row_cap).any()  # the cap binds somewhere
+    assert (np.asarray(batches[-1]["mask"]) == 0).any()
+    ref, ref_m = _run(cfg, data, tables, batches, 0)
+    init = step_lib.init_state(cfg, len(data.vocab)).params
+    for threads in (1, 2, 3):
+        got, got_m = _run(cfg, data, tables, batches, threads)
+        assert int(got.step) == int(ref.step) == 32
+        for k in ref.params:
+            a, r = np.asarray(got.params[k]), np.asarray(ref.params[k])
+            moved = np.abs(r - np.asarray(init[k])).max()
+            assert moved > 0.01
+            np.testing.assert_allclose(a, r, rtol=0, atol=1e-4 * moved, err_msg=f"{k}, {threads} threads")
+        for g, r in zip(got_m, ref_m):
+            assert g["lr"] == pytest.approx(r["lr"], rel=1e-7) and g["examples"] == r["examples"]
+            assert g["loss_sum"] == pytest.approx(r["loss_sum"], rel=1e-5)
+    first, second = (_run(cfg, data, tables, batches, 2)[0] for _ in range(2))
+    for k in first.params:  # deterministic: each row is updated by one thread, in example order
+        np.testing.assert_array_equal(np.asarray(first.params[k]), np.asarray(second.params[k]))
+
+
+def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corpus, tmp_path):
+    from w2vjax.train import train_and_evaluate
+    corpus = head_corpus(30_000)
+    common = dict(dim=16, epochs=1, min_count=3)
+    runs = {"default": {}, "off": dict(cpu_kernel=False), "softmax": dict(loss="softmax"),
+            "shared": dict(model="skipgram", shared_negatives=True), "two": dict(threads=2)}
+    got = {}
+    for name, kw in runs.items():
+        s = train_and_evaluate(make_config(**dict(common, **kw)), str(tmp_path / name), corpus,
+                               evaluate=False, progress=False, log=lambda *a: None)
+        got[name] = s["cpu_kernel_threads"]
+        assert np.isfinite(s["final_loss"])
+    assert got == {"default": kernel.default_threads(), "off": 0, "softmax": 0, "shared": 0, "two": 2}
+
+
+_NO_COMPILER = """
+import sys
+from w2vjax import kernel
+ok, why = kernel.available()
+print(ok, why)
+from w2vjax.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("flag", [None, "--cpu-kernel"])
+def test_without_a_compiler_the_xla_step_runs_or_cpu_kernel_is_one_line_error(flag, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(("the king rules the land and the queen rules the land too " * 200 + "\n") * 3)
+    env = dict(os.environ, CXX="w2vjax-no-such-compiler", W2VJAX_CACHE=str(tmp_path / "cache"))
+    argv = ["train", str(corpus), "--workdir", str(tmp_path / "wd"), "--dim", "8", "--epochs", "1",
+            "--min-count", "2", "--quiet", "--no-eval"] + ([flag] if flag else [])
+    r = subprocess.run([sys.executable, "-c", _NO_COMPILER, *argv], capture_output=True, text=True, env=env)
+    assert r.stdout.startswith("False no C++ compiler (w2vjax-no-such-compiler)")
+    if flag:
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines() == [
+            "w2vjax: error: --cpu-kernel: no C++ compiler (w2vjax-no-such-compiler) on PATH"]
+        assert not (tmp_path / "wd").exists()  # refused before anything was written
+    else:
+        assert r.returncode == 0, r.stderr
+        assert "CPU kernel not used (no C++ compiler" in r.stderr + r.stdout
+        summary = json.loads((tmp_path / "wd" / "summary.json").read_text())
+        assert summary["cpu_kernel_threads"] == 0

@@ -1,0 +1,128 @@
+"""The CPU fast path of the negative-sampling / hierarchical-softmax update: a C++ kernel called
+from XLA through the FFI (``kernels/logistic_update.cc``, shipped with the package).
+
+XLA:CPU runs the plain step's gathers, products and scatter-adds on one core and reads each
+gathered row three times; the kernel reads a row once to compute and once to update, skips
+padded slots, and splits the work over threads (examples to compute, rows by owner to update,
+so the result does not depend on the thread count).  It computes the plain step's update
+(checked against it in ``tests/test_kernel.py``): the same batch semantics, learning rate and
+row-update cap, up to float rounding.
+
+The kernel is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``)
+against the XLA FFI headers jaxlib ships, into a cache directory keyed by the source, the
+compiler flags, jaxlib's version and the CPU (``$W2VJAX_CACHE``, else
+``~/.cache/w2vjax``).  Without a compiler, :func:`available` says why and the trainer keeps the
+plain XLA step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = Path(__file__).with_name("kernels") / "logistic_update.cc"
+TARGET = "w2vjax_logistic_update"
+FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-w")
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+        return "".join(lines)
+    except OSError:
+        return platform.processor()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("W2VJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "w2vjax")
+    return Path(root)
+
+
+@functools.lru_cache(maxsize=None)
+def _build() -> tuple[Optional[Path], str]:
+    """``(path of the built library, '')`` or ``(None, why not)``."""
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        return None, f"no C++ compiler ({cxx}) on PATH"
+    import jaxlib
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join((cxx,) + FLAGS).encode(),
+                                     jaxlib.__version__.encode(), _cpu_id().encode()])).hexdigest()[:16]
+    lib = _cache_dir() / f"logistic_update-{key}.so"
+    if lib.exists():
+        return lib, ""
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+        os.close(fd)
+        cmd = [cxx, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            os.unlink(tmp)
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            return None, f"compiling {SOURCE.name} failed: {last}"
+        os.replace(tmp, lib)  # atomic: a concurrent build or reader sees all or nothing
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"building {SOURCE.name} failed: {e}"
+    return lib, ""
+
+
+@functools.lru_cache(maxsize=None)
+def _register() -> str:
+    lib, why = _build()
+    if lib is None:
+        return why
+    try:
+        handle = ctypes.cdll.LoadLibrary(str(lib))
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(handle.W2vLogisticUpdate), platform="cpu")
+    except (OSError, AttributeError, ValueError) as e:
+        return f"loading {lib.name} failed: {e}"
+    return ""
+
+
+def available() -> tuple[bool, str]:
+    """Whether the kernel is built and registered (building it on first call), and if not, why."""
+    why = _register()
+    return not why, why
+
+
+def default_threads() -> int:
+    """Threads for the kernel: the cores this process may use but one, which the host's data
+    pipeline (the prefetch thread) needs; at least one.  On the 2-core machine of the README's
+    tables a second kernel thread made training slower end to end (sg-ns 186-228 k vs 318-342 k
+    raw words/s on one thread), as the threads' waits and the pipeline took turns on the cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
+                    threads: int):
+    """``steps`` micro-batches of logistic-row updates, applied in place (donate the tables).
+
+    ``in_*``: ``[S, B, C]`` (input row ids, forward weights ``h = sum_c hw_c u_c``, update
+    coefficients), ``out_ids``, ``sign``, ``weight``, ``out_coef``: ``[S, B, J]``.  Ids out of
+    range and zero weights / coefficients are skipped.  Returns ``(emb_in, emb_out, loss [S, B])``.
+    """
+    s, b = in_ids.shape[:2]
+    call = jax.ffi.ffi_call(
+        TARGET,
+        (jax.ShapeDtypeStruct(emb_in.shape, jnp.float32), jax.ShapeDtypeStruct(emb_out.shape, jnp.float32),
+         jax.ShapeDtypeStruct((s, b), jnp.float32)),
+        input_output_aliases={0: 0, 1: 1})
+    return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, out_ids.astype(jnp.int32),
+                sign, weight, out_coef, threads=np.int64(threads))

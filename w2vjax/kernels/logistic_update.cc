@@ -1,0 +1,328 @@
+// The CPU fast path of w2vjax's update for negative sampling and hierarchical softmax: a whole
+// jitted call's micro-batches (steps) of `losses.logistic_rows` updates in one fused loop,
+// called from XLA through the FFI (w2vjax/kernel.py builds and registers it).
+//
+// It computes what the plain jitted step computes (tests/test_kernel.py checks it against that
+// step, whose gradients are jax.grad of the pure losses): per micro-batch, every example's
+// gradient from the tables as they were before that micro-batch (a batch update, not
+// word2vec.c's one example at a time), then every row's updates added in example order.  With
+// Rong's notation, for an example with input rows u_c (weights hw_c) and output rows v_j
+// (sign s_j, weight w_j):
+//
+//   h = sum_c hw_c u_c,   x_j = v_j . h,   a_j = w_j s_j sigma(-s_j x_j)   (= -dL/dx_j)
+//   loss = sum_j w_j softplus(-s_j x_j)                                    (= -w_j log sigma(s_j x_j))
+//   v_j += out_coef_j a_j h,   u_c += in_coef_c sum_j a_j v_j
+//
+// where in_coef / out_coef carry the learning rate, the row-update cap and CBOW's gradient
+// convention (computed by the caller in XLA).  Why a kernel: XLA:CPU materialises the gathered
+// rows and reads them three times; here a row is read once to compute and once to update, a
+// padded slot (weight 0) costs nothing, and the logistic function is vectorised.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// All threads wait here until all have arrived.  A waiter spins briefly (the threads usually
+// arrive close together), then sleeps on a futex (std::atomic::wait), so that a thread which is
+// early does not take the core from the host's data pipeline.
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void Wait() {
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+      gen_.notify_all();
+      return;
+    }
+    for (int spins = 0; spins < kSpins; ++spins) {
+      if (gen_.load(std::memory_order_acquire) != gen) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    while (gen_.load(std::memory_order_acquire) == gen) gen_.wait(gen, std::memory_order_acquire);
+  }
+
+ private:
+  static constexpr int kSpins = 4000;
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> gen_{0};
+};
+
+// 16 partial sums, added pairwise at the end: vectorised, and a fixed order (an `omp simd`
+// reduction had summed the lanes one after another, a 16-add dependency chain per product).
+inline float Dot(const float* __restrict x, const float* __restrict y, int64_t d) {
+  float acc[16] = {0.0f};
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+#pragma omp simd
+    for (int k = 0; k < 16; ++k) acc[k] += x[i + k] * y[i + k];
+  }
+  for (int k = 0; i + k < d; ++k) acc[k] += x[i + k] * y[i + k];
+  for (int w = 8; w >= 1; w /= 2) {
+#pragma omp simd
+    for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
+  }
+  return acc[0];
+}
+
+inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t d) {
+#pragma omp simd
+  for (int64_t i = 0; i < d; ++i) y[i] += a * x[i];
+}
+
+// Ask for a row's cache lines ahead of use: the rows are scattered over tables of megabytes, and
+// loads issued one example ahead overlap their latency with this example's arithmetic.
+inline void Prefetch(const float* row, int64_t d) {
+  for (int64_t i = 0; i < d; i += 16) __builtin_prefetch(row + i);
+}
+
+// e^x for x <= 0 (clamped at -87, under which it is ~0): Cephes' expf, within 2 ulp, in a form
+// the compiler vectorises (libm's expf and log1pf, called per slot, had cost more than the rest
+// of the update together).
+inline float ExpNonPositive(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float q = 1.9875691500e-4f;
+  q = q * r + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  q = q * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n >= -126 here
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return q * scale;
+}
+
+// log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3, by its series to s^15
+// (relative error under 1e-8; no cancellation for small e).
+inline float Log1pUnit(float e) {
+  const float s = e / (2.0f + e), s2 = s * s;
+  float q = 1.0f / 15.0f;
+  q = q * s2 + 1.0f / 13.0f;
+  q = q * s2 + 1.0f / 11.0f;
+  q = q * s2 + 1.0f / 9.0f;
+  q = q * s2 + 1.0f / 7.0f;
+  q = q * s2 + 1.0f / 5.0f;
+  q = q * s2 + 1.0f / 3.0f;
+  q = q * s2 + 1.0f;
+  return 2.0f * s * q;
+}
+
+// The thread that updates a row: a multiplicative hash mapped onto [0, threads) by a multiply
+// and shift (an integer division per slot cost as much as the updates it decided).
+inline int Owner(int32_t id, int threads) {
+  const uint32_t h = static_cast<uint32_t>(id) * 2654435761u;
+  return static_cast<int>((static_cast<uint64_t>(h) * static_cast<uint64_t>(threads)) >> 32);
+}
+
+struct Problem {
+  float* emb_in;
+  float* emb_out;
+  int64_t v_in, v_out, d;
+  const int32_t* in_ids;
+  const float* in_hw;
+  const float* in_coef;
+  int64_t c;  // input rows per example
+  const int32_t* out_ids;
+  const float* sign;
+  const float* weight;
+  const float* out_coef;
+  int64_t j;  // output rows per example
+  int64_t steps, batch;
+  float* loss;
+  // scratch for one micro-batch: h [batch, d]; per thread, its part of sum_j a_j v_j
+  // [threads, batch, d] and of the loss [threads, batch]
+  float* h;
+  float* dh;
+  float* part_loss;
+};
+
+inline bool LiveOut(const Problem& p, int64_t slot) {
+  const int32_t id = p.out_ids[slot];
+  return p.weight[slot] != 0.0f && id >= 0 && id < p.v_out;
+}
+
+constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
+
+// One thread's share of `steps` micro-batch updates.  Rows are owned: thread Owner(id) computes
+// every logit of its output rows and adds all their updates, so an output row stays in the
+// cache of one core (splitting examples instead made each row cross between cores twice per
+// micro-batch, and the update barely ran faster on two threads than on one).  Per micro-batch:
+//   1. h of this thread's range of examples;
+//   2. for every example, the logits of the slots whose rows this thread owns: a_j, the
+//      loss and sum_j a_j v_j over them (this thread's part);
+//   3. the updates of the rows this thread owns, in example order: v_j += out_coef a_j h, and
+//      u_c += in_coef sum_t part_t (the parts summed in thread order), and the loss.
+// The result is deterministic for a thread count (the parts' sum order depends on it).
+void Work(const Problem& p, int t, int threads, Barrier* barrier) {
+  const int64_t d = p.d, b = p.batch;
+  const int64_t lo = b * t / threads, hi = b * (t + 1) / threads;
+  float* my_dh = p.dh + t * b * d;
+  float* my_loss = p.part_loss + t * b;
+  // this thread's own scratch (a shared array written by two threads a few bytes apart
+  // made them fight over its cache lines; that alone had cancelled the second thread)
+  std::vector<float> sx(p.j), g(d), my_a(b * p.j);
+  std::vector<int32_t> mine(p.j);
+  for (int64_t s = 0; s < p.steps; ++s) {
+    const int64_t base = s * b;
+    for (int64_t e = lo; e < hi; ++e) {  // 1.
+      const int64_t ex = base + e;
+      float* h = p.h + e * d;
+      std::fill(h, h + d, 0.0f);
+      for (int64_t k = 0; k < p.c; ++k) {
+        const int32_t id = p.in_ids[ex * p.c + k];
+        const float hw = p.in_hw[ex * p.c + k];
+        if (hw != 0.0f && id >= 0 && id < p.v_in) Axpy(hw, p.emb_in + id * d, h, d);
+      }
+    }
+    barrier->Wait();
+    for (int64_t e = 0; e < b; ++e) {  // 2.
+      const int64_t ex = base + e;
+      if (e + kAhead < b) {
+        for (int64_t k = 0; k < p.j; ++k) {
+          const int64_t slot = (ex + kAhead) * p.j + k;
+          if (LiveOut(p, slot) && Owner(p.out_ids[slot], threads) == t) Prefetch(p.emb_out + p.out_ids[slot] * d, d);
+        }
+      }
+      const float* h = p.h + e * d;
+      float* dh = my_dh + e * d;
+      std::fill(dh, dh + d, 0.0f);
+      int n = 0;
+      for (int64_t k = 0; k < p.j; ++k) {
+        const int64_t slot = ex * p.j + k;
+        if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
+        sx[n] = p.sign[slot] * Dot(p.emb_out + p.out_ids[slot] * d, h, d);
+        mine[n++] = static_cast<int32_t>(k);
+      }
+      float loss = 0.0f;
+#pragma omp simd reduction(+ : loss)
+      for (int i = 0; i < n; ++i) {  // sigma(-z) and -log sigma(z) = softplus(-z) from one exp
+        const int64_t slot = ex * p.j + mine[i];
+        const float z = sx[i], ez = ExpNonPositive(-std::fabs(z)), w = p.weight[slot];
+        sx[i] = w * p.sign[slot] * (z > 0.0f ? ez : 1.0f) / (1.0f + ez);
+        loss += w * (std::max(-z, 0.0f) + Log1pUnit(ez));
+      }
+      my_loss[e] = loss;
+      float* a = my_a.data() + e * p.j;
+      for (int i = 0; i < n; ++i) {
+        a[mine[i]] = sx[i];
+        if (sx[i] != 0.0f) Axpy(sx[i], p.emb_out + p.out_ids[ex * p.j + mine[i]] * d, dh, d);
+      }
+    }
+    barrier->Wait();
+    for (int64_t e = 0; e < b; ++e) {  // 3.
+      const int64_t ex = base + e;
+      for (int64_t k = 0; k < p.j; ++k) {
+        const int64_t slot = ex * p.j + k;
+        if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
+        const float a = my_a[e * p.j + k];
+        if (a != 0.0f) Axpy(p.out_coef[slot] * a, p.h + e * d, p.emb_out + p.out_ids[slot] * d, d);
+      }
+      bool summed = false;
+      for (int64_t k = 0; k < p.c; ++k) {
+        const int32_t id = p.in_ids[ex * p.c + k];
+        const float coef = p.in_coef[ex * p.c + k];
+        if (coef == 0.0f || id < 0 || id >= p.v_in || Owner(id, threads) != t) continue;
+        if (!summed) {
+          std::copy(p.dh + e * d, p.dh + (e + 1) * d, g.begin());
+          for (int u = 1; u < threads; ++u) Axpy(1.0f, p.dh + (u * b + e) * d, g.data(), d);
+          summed = true;
+        }
+        Axpy(coef, g.data(), p.emb_in + id * d, d);
+      }
+      if (e >= lo && e < hi) {
+        float loss = 0.0f;
+        for (int u = 0; u < threads; ++u) loss += p.part_loss[u * b + e];
+        p.loss[ex] = loss;
+      }
+    }
+    barrier->Wait();
+  }
+}
+
+ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
+                          ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
+                          ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
+                          ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
+                          ffi::Buffer<ffi::F32> out_coef, ffi::ResultBuffer<ffi::F32> new_in,
+                          ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
+                          int64_t threads) {
+  auto ti = emb_in.dimensions(), to = emb_out.dimensions();
+  auto di = in_ids.dimensions(), dout = out_ids.dimensions();
+  if (ti.size() != 2 || to.size() != 2 || ti[1] != to[1] || di.size() != 3 || dout.size() != 3 ||
+      di[0] != dout[0] || di[1] != dout[1] || in_hw.element_count() != in_ids.element_count() ||
+      in_coef.element_count() != in_ids.element_count() ||
+      sign.element_count() != out_ids.element_count() ||
+      weight.element_count() != out_ids.element_count() ||
+      out_coef.element_count() != out_ids.element_count())
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "w2vjax logistic_update: shapes do not match");
+  // the tables are updated in place (the caller aliases them to the results); copy if XLA did not
+  if (new_in->typed_data() != emb_in.typed_data())
+    std::memcpy(new_in->typed_data(), emb_in.typed_data(), emb_in.size_bytes());
+  if (new_out->typed_data() != emb_out.typed_data())
+    std::memcpy(new_out->typed_data(), emb_out.typed_data(), emb_out.size_bytes());
+  Problem p;
+  p.emb_in = new_in->typed_data();
+  p.emb_out = new_out->typed_data();
+  p.v_in = ti[0];
+  p.v_out = to[0];
+  p.d = ti[1];
+  p.in_ids = in_ids.typed_data();
+  p.in_hw = in_hw.typed_data();
+  p.in_coef = in_coef.typed_data();
+  p.c = di[2];
+  p.out_ids = out_ids.typed_data();
+  p.sign = sign.typed_data();
+  p.weight = weight.typed_data();
+  p.out_coef = out_coef.typed_data();
+  p.j = dout[2];
+  p.steps = di[0];
+  p.batch = di[1];
+  p.loss = loss->typed_data();
+  const int n = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(p.batch, 1))));
+  std::vector<float> h(p.batch * p.d), dh(n * p.batch * p.d), part_loss(n * p.batch);
+  p.h = h.data();
+  p.dh = dh.data();
+  p.part_loss = part_loss.data();
+  Barrier barrier(n);
+  std::vector<std::thread> pool;
+  for (int t = 1; t < n; ++t) pool.emplace_back(Work, std::cref(p), t, n, &barrier);
+  Work(p, 0, n, &barrier);
+  for (auto& th : pool) th.join();
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_in [V_in, D]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_out [V_out, D]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // in_ids [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_hw [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_coef [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // out_ids [S, B, J]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // sign [S, B, J]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // weight [S, B, J]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // out_coef [S, B, J]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
+                                  .Attr<int64_t>("threads"));
