@@ -14,6 +14,10 @@ word2vec.c's are).  Each update:
    ``epochs * train_words``), injected with ``optax.inject_hyperparams``;
 4. scatter-adds the updates into the tables, which are donated to the call so
    XLA updates them in place.
+
+On a one-device CPU run with the host stream, negative sampling and hierarchical softmax
+replace steps 2-4 by the fused C++ kernel of :mod:`w2vjax.kernel` (:func:`make_kernel_run`):
+the same update, with the same learning rates and row-update cap, computed in one loop.
 """
 
 from __future__ import annotations
@@ -186,12 +190,18 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: dict, bufs: Optional[
         if ids["out"] is not None:
             m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
             bufs = dict(bufs, emb_out=buf_out)
-    out = {"in": grads["in"] / jnp.maximum(1.0, m_in / cap)[..., None]}
+    out = {"in": grads["in"] / cap_divisor(m_in, cap)[..., None]}
     if ids["out"] is None:
-        out["out"] = grads["out"] / jnp.maximum(1.0, aux["touch"] / cap)[:, None]
+        out["out"] = grads["out"] / cap_divisor(aux["touch"], cap)[:, None]
     else:
-        out["out"] = grads["out"] / jnp.maximum(1.0, m_out / cap)[..., None]
+        out["out"] = grads["out"] / cap_divisor(m_out, cap)[..., None]
     return out, bufs
+
+
+def cap_divisor(touches: jax.Array, cap: float) -> jax.Array:
+    """What the row-update cap divides the update of a slot whose row is touched ``touches``
+    times by: ``max(1, touches / cap)``."""
+    return jnp.maximum(1.0, touches / cap)
 
 
 class HostCounts:
@@ -449,9 +459,8 @@ def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Sche
         in_coef = lr * in_gw * batch["mask"][..., None]
         out_coef = jnp.broadcast_to(lr, out_ids.shape)
         if cfg.row_cap > 0:
-            m_in = batch["m_in"].reshape(in_ids.shape)
-            in_coef = in_coef / jnp.maximum(1.0, m_in / cfg.row_cap)
-            out_coef = out_coef / jnp.maximum(1.0, batch["m_out"] / cfg.row_cap)
+            in_coef = in_coef / cap_divisor(batch["m_in"].reshape(in_ids.shape), cfg.row_cap)
+            out_coef = out_coef / cap_divisor(batch["m_out"], cfg.row_cap)
         emb_in, emb_out, loss = kernel.logistic_update(params["emb_in"], params["emb_out"], in_ids, in_hw,
                                                        in_coef, out_ids, sign, weight, out_coef, threads)
         opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))

@@ -161,6 +161,15 @@ inline bool LiveOut(const Problem& p, int64_t slot) {
 
 constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
 
+// Prefetch the output rows of example `ex` that thread t owns (when computing and again when
+// updating: skip-gram/HS's update ran 10 % faster with the second, 3 alternating pairs).
+void PrefetchOwned(const Problem& p, int64_t ex, int t, int threads) {
+  for (int64_t k = 0; k < p.j; ++k) {
+    const int64_t slot = ex * p.j + k;
+    if (LiveOut(p, slot) && Owner(p.out_ids[slot], threads) == t) Prefetch(p.emb_out + p.out_ids[slot] * p.d, p.d);
+  }
+}
+
 // One thread's share of `steps` micro-batch updates.  Rows are owned: thread Owner(id) computes
 // every logit of its output rows and adds all their updates, so an output row stays in the
 // cache of one core (splitting examples instead made each row cross between cores twice per
@@ -195,12 +204,7 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
     barrier->Wait();
     for (int64_t e = 0; e < b; ++e) {  // 2.
       const int64_t ex = base + e;
-      if (e + kAhead < b) {
-        for (int64_t k = 0; k < p.j; ++k) {
-          const int64_t slot = (ex + kAhead) * p.j + k;
-          if (LiveOut(p, slot) && Owner(p.out_ids[slot], threads) == t) Prefetch(p.emb_out + p.out_ids[slot] * d, d);
-        }
-      }
+      if (e + kAhead < b) PrefetchOwned(p, ex + kAhead, t, threads);
       const float* h = p.h + e * d;
       float* dh = my_dh + e * d;
       std::fill(dh, dh + d, 0.0f);
@@ -229,6 +233,7 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
     barrier->Wait();
     for (int64_t e = 0; e < b; ++e) {  // 3.
       const int64_t ex = base + e;
+      if (e + kAhead < b) PrefetchOwned(p, ex + kAhead, t, threads);
       for (int64_t k = 0; k < p.j; ++k) {
         const int64_t slot = ex * p.j + k;
         if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
