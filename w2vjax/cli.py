@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send raw token ids and make the examples (subsampling, windows, noise words) on the "
                         "device (default: on GPU/TPU unless --data-shards is above 1)")
     t.add_argument("--cpu-kernel", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the negative-sampling / hierarchical-softmax update as a fused C++ kernel on "
-                        "several threads (default: on a one-device CPU run, when it compiles)")
+                   help="run the negative-sampling / hierarchical-softmax update as a fused C++ kernel "
+                        "(default: on a one-device CPU run, when it compiles)")
     t.add_argument("--threads", type=int, default=0,
                    help="threads of the CPU kernel (default: 0, the cores this process may use but one, "
                         "left to the data pipeline)")
