@@ -55,8 +55,9 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_p
     assert (np.asarray(batches[-1]["mask"]) == 0).any()
     ref, ref_m = _run(cfg, data, tables, batches, 0)
     init = step_lib.init_state(cfg, len(data.vocab)).params
+    runs = {}
     for threads in (1, 2, 3):
-        got, got_m = _run(cfg, data, tables, batches, threads)
+        got, got_m = runs[threads] = _run(cfg, data, tables, batches, threads)
         assert int(got.step) == int(ref.step) == 32
         for k in ref.params:
             a, r = np.asarray(got.params[k]), np.asarray(ref.params[k])
@@ -66,9 +67,9 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_p
         for g, r in zip(got_m, ref_m):
             assert g["lr"] == pytest.approx(r["lr"], rel=1e-7) and g["examples"] == r["examples"]
             assert g["loss_sum"] == pytest.approx(r["loss_sum"], rel=1e-5)
-    first, second = (_run(cfg, data, tables, batches, 2)[0] for _ in range(2))
-    for k in first.params:  # deterministic: each row is updated by one thread, in example order
-        np.testing.assert_array_equal(np.asarray(first.params[k]), np.asarray(second.params[k]))
+    again, _ = _run(cfg, data, tables, batches, 2)
+    for k in again.params:  # deterministic: each row is updated by one thread, in example order
+        np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(runs[2][0].params[k]))
 
 
 def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corpus, tmp_path):

@@ -1,12 +1,12 @@
 """The CPU fast path of the negative-sampling / hierarchical-softmax update: a C++ kernel called
 from XLA through the FFI (``kernels/logistic_update.cc``, shipped with the package).
 
-XLA:CPU runs the plain step's gathers, products and scatter-adds on one core and reads each
-gathered row three times; the kernel reads a row once to compute and once to update, skips
-padded slots, and splits the work over threads (examples to compute, rows by owner to update,
-so the result does not depend on the thread count).  It computes the plain step's update
-(checked against it in ``tests/test_kernel.py``): the same batch semantics, learning rate and
-row-update cap, up to float rounding.
+XLA:CPU materialises the plain step's gathered rows and reads each three times; the kernel
+reads a row once to compute and once to update, skips padded slots, and can split the work over
+threads (each row owned by one thread, which computes its logits and adds its updates, so a
+given thread count always gives the same result; counts differ only in rounding).  It computes
+the plain step's update (checked against it in ``tests/test_kernel.py``): the same batch
+semantics, learning rate and row-update cap, up to float rounding.
 
 The kernel is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``)
 against the XLA FFI headers jaxlib ships, into a cache directory keyed by the source, the

@@ -87,24 +87,35 @@ def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array 
     inp, out = batch["inp"], batch["out"]
     rows = {"in": take("emb_in", inp)}
     ids = {"in": inp}
-    aux = {}
-    if loss == "ns":
-        if neg is None:
-            neg = sample_negatives(key, tables, out.shape + (negative,))
-        out_ids = jnp.concatenate([out[..., None], neg], axis=-1)
-        aux["neg_mask"] = (neg != out[..., None]).astype(jnp.float32)
-    elif loss == "hs":
-        out_ids = tables.points[out]
-        aux["codes"] = tables.codes[out]
-        aux["path_mask"] = tables.path_mask[out].astype(jnp.float32)
-    else:
+    if loss == "softmax":
         rows["out"] = params["emb_out"]
         rows["bias"] = jnp.zeros(params["emb_out"].shape[:1], params["emb_out"].dtype)
         ids["out"] = None
-        return rows, ids, aux
+        return rows, ids, {}
+    if loss == "ns" and neg is None:
+        neg = sample_negatives(key, tables, out.shape + (negative,))
+    out_ids, aux = _output_ids(out, tables, loss, neg)
     rows["out"] = take("emb_out", out_ids)
     ids["out"] = out_ids
     return rows, ids, aux
+
+
+def _output_ids(out: jax.Array, tables: Tables, loss: str, neg: jax.Array | None):
+    """The output rows an example of negative sampling ([positive, noise words]) or hierarchical
+    softmax (the inner nodes of the word's Huffman path) touches, and their auxiliary inputs."""
+    if loss == "ns":
+        return (jnp.concatenate([out[..., None], neg], axis=-1),
+                {"neg_mask": (neg != out[..., None]).astype(jnp.float32)})
+    return tables.points[out], {"codes": tables.codes[out],
+                                "path_mask": tables.path_mask[out].astype(jnp.float32)}
+
+
+def _sign_weight(aux: dict, loss: str, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """Negative sampling or hierarchical softmax as the signs and weights of
+    :func:`losses.logistic_rows` (sign ``1 - 2 code`` along a Huffman path)."""
+    if loss == "ns":
+        return _ns_sign_weight(aux["neg_mask"])
+    return 1.0 - 2.0 * aux["codes"].astype(dtype), aux["path_mask"]
 
 
 def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
@@ -114,10 +125,8 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     if model == "skipgram" and rows["in"].ndim == 3:  # center windows [B, 2W, D]
         return _skipgram_window_loss(rows, batch, aux, loss)
     h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
-    if loss == "ns":  # = losses.negative_sampling(h, out[..., 0, :], out[..., 1:, :], neg_mask)
-        per = losses.logistic_rows(h, rows["out"], *_ns_sign_weight(aux["neg_mask"]))
-    elif loss == "hs":  # = losses.hierarchical_softmax(h, rows["out"], codes, path_mask)
-        per = losses.logistic_rows(h, rows["out"], 1.0 - 2.0 * aux["codes"].astype(h.dtype), aux["path_mask"])
+    if loss in ("ns", "hs"):  # = losses.negative_sampling / hierarchical_softmax (tested)
+        per = losses.logistic_rows(h, rows["out"], *_sign_weight(aux, loss, h.dtype))
     else:
         per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk, rows.get("bias"))
     return per * batch["mask"]
@@ -143,18 +152,11 @@ def logistic_terms(batch: dict, tables: Tables, model: str, loss: str, *, cbow_m
         count = jnp.maximum(ctx.sum(-1, keepdims=True), 1.0)
         in_hw = ctx / count if cbow_mean else ctx
         in_gw = ctx / count if cbow_mean == exact_grad else ctx
-    if loss == "ns":
-        neg = batch["neg"]
-        out_ids = jnp.concatenate([out[..., None], neg], axis=-1)
-        sign, weight = _ns_sign_weight((neg != out[..., None]).astype(jnp.float32))
-        sign = jnp.broadcast_to(sign, out_ids.shape)
-    elif loss == "hs":
-        out_ids = tables.points[out]
-        sign = 1.0 - 2.0 * tables.codes[out].astype(jnp.float32)
-        weight = tables.path_mask[out].astype(jnp.float32)
-    else:
+    if loss not in ("ns", "hs"):
         raise ValueError("the kernel is for negative sampling and hierarchical softmax")
-    return in_ids, in_hw, in_gw, out_ids, sign, weight * mask[..., None]
+    out_ids, aux = _output_ids(out, tables, loss, batch.get("neg"))
+    sign, weight = _sign_weight(aux, loss)
+    return in_ids, in_hw, in_gw, out_ids, jnp.broadcast_to(sign, out_ids.shape), weight * mask[..., None]
 
 
 def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.Array:
