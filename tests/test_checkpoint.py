@@ -22,10 +22,13 @@ def _vectors(workdir):
 
 
 @pytest.mark.parametrize("model,loss,stops,extra", [("skipgram", "ns", [3, 5], {}), ("cbow", "hs", [2], {}),
-                                                    ("skipgram", "ns", [2, 3], {"device_windows": True})])
+                                                    ("skipgram", "ns", [2, 3], {"device_windows": True}),
+                                                    ("cbow", "ns", [2], {"threads": 2, "hogwild": False})])
 def test_resumed_run_is_bitwise_identical(corpus, tmp_path, model, loss, stops, extra):
+    """(On one CPU kernel thread, or threads sharing each batch by rows: Hogwild threads, the
+    default on several cores, race as word2vec.c's do, and no two runs are bitwise equal.)"""
     cfg = make_config(model=model, loss=loss, dim=16, epochs=3, batch_size=64, steps_per_call=8,
-                      min_count=3, **extra)
+                      min_count=3, **dict({"threads": 1}, **extra))
     _train(cfg, tmp_path / "straight", corpus)
     resumed = tmp_path / "resumed"
     for k in stops:  # interrupted after k calls, then k more, ...
@@ -55,7 +58,7 @@ def _cli(corpus, workdir):
     import sys
     return [sys.executable, "-m", "w2vjax", "train", corpus, "--workdir", str(workdir), "--model", "skipgram",
             "--dim", "16", "--epochs", "4", "--batch-size", "64", "--steps-per-call", "8", "--min-count", "3",
-            "--checkpoint-every", "128", "--quiet", "--no-eval"]
+            "--checkpoint-every", "128", "--threads", "1", "--quiet", "--no-eval"]
 
 
 def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp_path):
@@ -91,7 +94,7 @@ def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp
 
 def test_damaged_latest_checkpoint_falls_back_to_an_older_one(corpus, tmp_path):
     cfg = make_config(model="skipgram", loss="ns", dim=16, epochs=3, batch_size=64, steps_per_call=8,
-                      min_count=3, checkpoint_every=64)
+                      min_count=3, checkpoint_every=64, threads=1)
     _train(cfg, tmp_path / "straight", corpus)
     work = tmp_path / "damaged"
     with pytest.raises(Interrupted):
@@ -126,7 +129,7 @@ def test_full_disk_during_a_save_is_reported_and_the_run_resumes(corpus, tmp_pat
         pytest.skip("cannot mount a small tmpfs here")
     try:
         cmd = [sys.executable, "-m", "w2vjax", "train", corpus, "--workdir", str(disk / "wd"),
-               "--model", "skipgram", "--epochs", "3", "--min-count", "3", "--quiet", "--no-eval"]
+               "--model", "skipgram", "--epochs", "3", "--min-count", "3", "--threads", "1", "--quiet", "--no-eval"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 2
         # exactly one line: no absl log, no "Event loop is closed" traceback from tensorstore's threads
@@ -154,7 +157,7 @@ def _steps(workdir):
 
 def test_checkpoint_every_updates_and_keep(corpus, tmp_path):
     base = dict(model="cbow", dim=16, epochs=2, batch_size=64, steps_per_call=8, min_count=3,
-                checkpoint_minutes=0, checkpoint_every=100)
+                checkpoint_minutes=0, checkpoint_every=100, threads=1)
     summary = _train(make_config(**base, keep=100), tmp_path / "all", corpus)
     steps, last = _steps(tmp_path / "all"), summary["steps"]
     # a save at the first call (8 updates) that is >= 100 updates after the previous save: every
@@ -190,7 +193,7 @@ def test_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(c
     from w2vjax.vocab import Vocab
     # lr 3 without the row-update cap overflows after a few dozen updates (step 40 here)
     cfg = make_config(model="cbow", dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3, lr=3.0,
-                      row_update_cap=0, log_every_s=0, checkpoint_every=8, keep=100)
+                      row_update_cap=0, log_every_s=0, checkpoint_every=8, keep=100, threads=1)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf|-inf) at step \d+") as e:
         _train(cfg, tmp_path, corpus)
     bad_step = int(re.search(r"at step (\d+)", str(e.value)).group(1))

@@ -27,8 +27,8 @@ def _batches(cfg, data, tables, n):
     return [counts(b) for b in every[:n - 1] + every[-1:]]  # the last one ends in masked padding
 
 
-def _run(cfg, data, tables, batches, threads):
-    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=threads)
+def _run(cfg, data, tables, batches, threads, hogwild=False):
+    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=threads, hogwild=hogwild)
     state = step_lib.init_state(cfg, len(data.vocab))
     metrics = []
     for b in batches:
@@ -44,7 +44,9 @@ def _run(cfg, data, tables, batches, threads):
 def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_path):
     """4 calls of 8 micro-batches (a row-update cap of 2 that binds, masked padding at the end of
     the stream, CBOW's mean and sum): the kernel's tables, loss sums and learning rates are the
-    plain step's, to float rounding, on 1, 2 and 3 threads; on one thread count, bitwise again."""
+    plain step's (with the host's touch counts, which the kernel counts itself), to float
+    rounding, on 1 thread and on 2 and 3 threads sharing each micro-batch by rows; on one thread
+    count, bitwise again.  Hogwild threads stay close to it."""
     from w2vjax.prepare import prepare
     cfg = make_config(model=model, loss=loss, dim=16, batch_size=64, steps_per_call=8, negative=4, window=3,
                       row_update_cap=2.0, lr=0.5, cbow_mean=mean).validate()
@@ -70,6 +72,45 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_p
     again, _ = _run(cfg, data, tables, batches, 2)
     for k in again.params:  # deterministic: each row is updated by one thread, in example order
         np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(runs[2][0].params[k]))
+    wild, wild_m = _run(cfg, data, tables, batches, 2, hogwild=True)
+    for k in wild.params:  # the second thread's micro-batches may start from older tables (by up to
+        a, r = np.asarray(wild.params[k]), np.asarray(ref.params[k])  # half the moves at this lr)
+        assert np.isfinite(a).all()
+        assert np.linalg.norm(a - r) < np.linalg.norm(r - np.asarray(init[k]))
+    for g, r in zip(wild_m, ref_m):
+        assert g["lr"] == pytest.approx(r["lr"], rel=1e-7) and g["examples"] == r["examples"]
+        assert g["loss_sum"] == pytest.approx(r["loss_sum"], rel=0.01)
+
+
+def test_hogwild_threads_run_their_own_micro_batches():
+    """Hogwild on 2 threads: thread 0 runs micro-batches 0-1, thread 1 runs 2-3, at the same time.
+    When the two halves touch different rows they cannot race, and the result is the one
+    thread's, bitwise: each thread's micro-batches, learning rates, touch counts and losses are
+    the right ones.  A cap of 2 binds in every micro-batch."""
+    rng = np.random.default_rng(0)
+    s, b, c, j, v, d = 4, 32, 2, 5, 40, 8
+    emb_in = rng.normal(size=(v, d)).astype(np.float32)
+    emb_out = rng.normal(size=(v, d)).astype(np.float32) * 0.1
+    # micro-batches 0-1 use rows [0, v/2), micro-batches 2-3 rows [v/2, v), of both tables
+    halves = lambda k: np.concatenate([rng.integers(0, v // 2, (2, b, k)), rng.integers(v // 2, v, (2, b, k))])
+    in_ids, out_ids = halves(c).astype(np.int32), halves(j).astype(np.int32)
+    in_hw = np.full((s, b, c), 0.5, np.float32)
+    in_coef = np.repeat(np.float32([0.4, 0.3, 0.2, 0.1])[:, None, None], b, 1).repeat(c, 2)
+    sign = np.where(np.arange(j) == 0, 1.0, -1.0).astype(np.float32) * np.ones((s, b, j), np.float32)
+    weight = (rng.random((s, b, j)) > 0.1).astype(np.float32)
+    out_coef = np.repeat(in_coef[..., :1], j, axis=2)
+    args = (in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef)
+    def run(threads, hogwild):
+        got = kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out), *args, threads,
+                                     hogwild=hogwild, cap=2.0)
+        return [np.asarray(x) for x in got]
+    one, wild = run(1, False), run(2, True)
+    assert not np.array_equal(one[0], emb_in) and not np.array_equal(one[1], emb_out)
+    for a, r in zip(wild, one):
+        np.testing.assert_array_equal(a, r)
+    nocap = [np.asarray(x) for x in kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out),
+                                                          *args, 1, cap=0.0)]
+    assert not np.array_equal(nocap[1], one[1])  # the cap changed the updates
 
 
 def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corpus, tmp_path):
@@ -77,14 +118,17 @@ def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corp
     corpus = head_corpus(30_000)
     common = dict(dim=16, epochs=1, min_count=3)
     runs = {"default": {}, "off": dict(cpu_kernel=False), "softmax": dict(loss="softmax"),
-            "shared": dict(model="skipgram", shared_negatives=True), "two": dict(threads=2)}
+            "shared": dict(model="skipgram", shared_negatives=True), "two": dict(threads=2),
+            "rows": dict(threads=2, hogwild=False)}
     got = {}
     for name, kw in runs.items():
         s = train_and_evaluate(make_config(**dict(common, **kw)), str(tmp_path / name), corpus,
                                evaluate=False, progress=False, log=lambda *a: None)
-        got[name] = s["cpu_kernel_threads"]
+        got[name] = s["cpu_kernel_threads"], s["cpu_kernel_hogwild"]
         assert np.isfinite(s["final_loss"])
-    assert got == {"default": kernel.default_threads(), "off": 0, "softmax": 0, "shared": 0, "two": 2}
+    n = kernel.default_threads()
+    assert got == {"default": (n, n > 1), "off": (0, False), "softmax": (0, False), "shared": (0, False),
+                   "two": (2, True), "rows": (2, False)}
 
 
 _NO_COMPILER = """

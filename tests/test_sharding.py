@@ -80,7 +80,8 @@ def _two_processes(args, workdir, term_after_first_log=False):
 def test_two_processes_resume_exactly_and_agree_with_one_process(head_corpus, tmp_path):
     corpus = head_corpus(150_000)  # 3 blocks of 65,536 words: enough for 2 data shards
     args = [sys.executable, "-m", "w2vjax", "train", corpus, "--model", "cbow", "--dim", "16", "--epochs", "2",
-            "--batch-size", "256", "--steps-per-call", "8", "--min-count", "3", "--quiet", "--no-eval"]
+            "--batch-size", "256", "--steps-per-call", "8", "--min-count", "3", "--threads", "1", "--quiet",
+            "--no-eval"]
     straight = tmp_path / "two"
     runs = _two_processes(args, straight)
     assert [r[0] for r in runs] == [0, 0], [r[2][-2000:] for r in runs]

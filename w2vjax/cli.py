@@ -38,7 +38,7 @@ def _train(args) -> int:
                       devices=args.devices, shard_tables=args.shard_tables or None,
                       data_shards=args.data_shards, host_prep=args.host_prep,
                       device_windows=args.device_windows, cpu_kernel=args.cpu_kernel,
-                      threads=args.threads)
+                      threads=args.threads, hogwild=args.hogwild)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -143,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the negative-sampling / hierarchical-softmax update as a fused C++ kernel "
                         "(default: on a one-device CPU run, when it compiles)")
     t.add_argument("--threads", type=int, default=0,
-                   help="threads of the CPU kernel (default: 0, the cores this process may use but one, "
-                        "left to the data pipeline)")
+                   help="threads of the CPU kernel (default: 0, the cores this process may use; 1 gives the "
+                        "same vectors on every run)")
+    t.add_argument("--hogwild", action=argparse.BooleanOptionalAction, default=None,
+                   help="with several kernel threads, each updates the tables without locks, as word2vec.c's "
+                        "and gensim's threads do (default); --no-hogwild: the threads share each batch by "
+                        "rows, slower, the same vectors for a thread count")
     g = t.add_argument_group("devices and processes")
     g.add_argument("--devices", type=int, default=None,
                    help="devices per process to split each batch over (default: all local ones)")

@@ -15,7 +15,7 @@ from typing import Any, Optional
 MODELS = ("skipgram", "cbow")
 # Train settings that change how a run is carried out but not what it computes.
 RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every",
-                  "devices", "shard_tables", "cpu_kernel", "threads")
+                  "devices", "shard_tables", "cpu_kernel", "threads", "hogwild")
 LOSSES = ("ns", "hs", "softmax")
 ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
 
@@ -77,7 +77,11 @@ class TrainConfig:
     # run the negative-sampling / hierarchical-softmax update as the fused C++ kernel
     # (w2vjax.kernel) on a one-device CPU run with the host stream; None: there, when it builds
     cpu_kernel: Optional[bool] = None
-    threads: int = 0  # the CPU kernel's threads; 0: the cores this process may use but one
+    threads: int = 0  # the CPU kernel's threads; 0: the cores this process may use
+    # several kernel threads: True/None, Hogwild (each runs its own micro-batches, no locks, as
+    # word2vec.c's and gensim's threads do; the result depends on their timing); False: they
+    # share each micro-batch by rows (the same result for a thread count, slower)
+    hogwild: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)

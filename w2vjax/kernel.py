@@ -2,11 +2,14 @@
 from XLA through the FFI (``kernels/logistic_update.cc``, shipped with the package).
 
 XLA:CPU materialises the plain step's gathered rows and reads each three times; the kernel
-reads a row once to compute and once to update, skips padded slots, and can split the work over
-threads (each row owned by one thread, which computes its logits and adds its updates, so a
-given thread count always gives the same result; counts differ only in rounding).  It computes
-the plain step's update (checked against it in ``tests/test_kernel.py``): the same batch
-semantics, learning rate and row-update cap, up to float rounding.
+reads a row once to compute and once to update, skips padded slots, and counts the row-update
+cap's touches itself.  On one thread it computes the plain step's update (checked against it
+in ``tests/test_kernel.py``): the same batch semantics, learning rate and row-update cap, up to
+float rounding.  Several threads run either Hogwild (the default: each thread runs its own
+range of a call's micro-batches, reading and writing the shared tables without locks, as
+word2vec.c's and gensim's threads do; the vectors then depend on the threads' timing) or, with
+``hogwild=False``, share each micro-batch by rows (each row owned by one thread, which computes
+its logits and adds its updates: a given thread count always gives the same result).
 
 The kernel is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``)
 against the XLA FFI headers jaxlib ships, into a cache directory keyed by the source, the
@@ -99,20 +102,25 @@ def available() -> tuple[bool, str]:
 
 
 def default_threads() -> int:
-    """Threads for the kernel: the cores this process may use but one, which the host's data
-    pipeline (the prefetch thread) needs; at least one.  On the 2-core machine of the README's
-    tables a second kernel thread made training slower end to end (sg-ns 186-228 k vs 318-342 k
-    raw words/s on one thread), as the threads' waits and the pipeline took turns on the cores."""
+    """Threads for the kernel: the cores this process may use.  With several, they run Hogwild
+    by default (:func:`logistic_update`): a thread the host's data pipeline (the prefetch thread)
+    keeps waiting holds no other up.  (The threads that share each micro-batch by rows wait for
+    each other three times per micro-batch: on the 2-core machine of the README's tables a
+    second such thread made training slower end to end, sg-ns 186-228 k vs 318-342 k raw
+    words/s on one.)"""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+        return os.cpu_count() or 1
 
 
 def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
-                    threads: int):
-    """``steps`` micro-batches of logistic-row updates, applied in place (donate the tables).
+                    threads: int, hogwild: bool = False, cap: float = 0.0):
+    """``steps`` micro-batches of logistic-row updates, applied in place (donate the tables),
+    on ``threads`` threads (``hogwild``: each its own range of micro-batches, without locks;
+    else sharing each micro-batch by rows); ``cap`` > 0: the row-update cap (a slot's update is
+    divided by ``max(1, touches / cap)``, ``touches`` = the slots of its row in its micro-batch
+    with a nonzero coefficient).
 
     ``in_*``: ``[S, B, C]`` (input row ids, forward weights ``h = sum_c hw_c u_c``, update
     coefficients), ``out_ids``, ``sign``, ``weight``, ``out_coef``: ``[S, B, J]``.  Ids out of
@@ -125,4 +133,5 @@ def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weig
          jax.ShapeDtypeStruct((s, b), jnp.float32)),
         input_output_aliases={0: 0, 1: 1})
     return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, out_ids.astype(jnp.int32),
-                sign, weight, out_coef, threads=np.int64(threads))
+                sign, weight, out_coef, threads=np.int64(threads),
+                hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))

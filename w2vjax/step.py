@@ -438,13 +438,15 @@ def global_words(words: jax.Array, data_shards: int) -> jax.Array:
 
 
 def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, threads: int,
-                    data_shards: int = 1):
+                    data_shards: int = 1, hogwild: bool = False):
     """A whole call's micro-batches through the fused CPU kernel (:mod:`w2vjax.kernel`):
     ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``, the same
     update as :func:`make_update` scanned over the micro-batches (optax's SGD step
-    ``-lr * grad``, the row-update cap from the host's touch counts ``m_in``/``m_out``), with
-    the per-micro-batch learning rates, cap scales and example weights computed here in XLA.
-    Negative sampling (noise words from the host stream) and hierarchical softmax, one device."""
+    ``-lr * grad``, the row-update cap with the kernel's own touch counts), with the
+    per-micro-batch learning rates and example weights computed here in XLA.
+    Negative sampling (noise words from the host stream) and hierarchical softmax, one device.
+    ``hogwild`` (with ``threads`` > 1): the threads run their own ranges of the micro-batches
+    at the same time, without locks (:func:`w2vjax.kernel.logistic_update`)."""
     from . import kernel
     ok, why = kernel.available()
     if not ok:
@@ -456,13 +458,14 @@ def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Sche
         in_ids, in_hw, in_gw, out_ids, sign, weight = objectives.logistic_terms(
             batch, tables, m.model, m.loss, cbow_mean=m.cbow_mean)
         lr = jax.vmap(lambda w: schedule(global_words(w, data_shards)))(batch["words"])[:, None, None]
+        path_mask = tables.path_mask[batch["out"]] if m.loss == "hs" else None
+        _, w_out = touch_weights(jnp, batch, out_ids.shape, path_mask)
+        # a slot with a nonzero coefficient touches its row: the kernel counts the touches
         in_coef = lr * in_gw * batch["mask"][..., None]
-        out_coef = jnp.broadcast_to(lr, out_ids.shape)
-        if cfg.row_cap > 0:
-            in_coef = in_coef / cap_divisor(batch["m_in"].reshape(in_ids.shape), cfg.row_cap)
-            out_coef = out_coef / cap_divisor(batch["m_out"], cfg.row_cap)
+        out_coef = lr * w_out
         emb_in, emb_out, loss = kernel.logistic_update(params["emb_in"], params["emb_out"], in_ids, in_hw,
-                                                       in_coef, out_ids, sign, weight, out_coef, threads)
+                                                       in_coef, out_ids, sign, weight, out_coef, threads,
+                                                       hogwild=hogwild, cap=cfg.row_cap)
         opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
         metrics = {"loss_sum": loss.sum(), "examples": batch["mask"].sum(), "lr": lr[-1, 0, 0]}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics
@@ -471,7 +474,7 @@ def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Sche
 
 
 def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, layout=None,
-                    kernel_threads: int = 0):
+                    kernel_threads: int = 0, hogwild: bool = False):
     """Jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     ``batch`` arrays have leading axes ``[steps_per_call, batch_size]``;
@@ -480,7 +483,7 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
     :class:`w2vjax.sharding.Layout`) spreads the batch over a device mesh; None or a
     one-device layout with replicated tables runs the plain single-device step.
     ``kernel_threads`` > 0: the one-device CPU step runs the fused kernel on that many threads
-    (:func:`make_kernel_run`; batches carry the host's noise words and touch counts).
+    (:func:`make_kernel_run`, Hogwild with ``hogwild``; batches carry the host's noise words).
     """
     schedule = make_schedule(cfg, total_words)
     shards = layout.data_shards if layout is not None else 1
@@ -509,7 +512,7 @@ def make_train_step(cfg: Config, tables: objectives.Tables, total_words: int, la
     if kernel_threads > 0:
         if not (layout is None or layout.plain):
             raise ValueError("the CPU kernel runs on one device")
-        run_scan = make_kernel_run(cfg, tables, schedule, kernel_threads, shards)  # noqa: F811
+        run_scan = make_kernel_run(cfg, tables, schedule, kernel_threads, shards, hogwild)  # noqa: F811
 
     traces = [0]  # times the step was traced (= compiled for new shapes); 1 for a whole run
 

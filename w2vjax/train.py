@@ -247,7 +247,11 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     total = streamer.total_words
     words_per_epoch = total // cfg.train.epochs
     threads = _kernel_threads(cfg, platform, layout, host_prep, log if primary else (lambda *a: None))
-    train_step = step_lib.make_train_step(cfg, tables, total, layout, kernel_threads=threads)
+    hogwild = threads > 1 and cfg.train.hogwild is not False
+    if threads:
+        log(f"CPU kernel: {threads} thread{'s' if threads > 1 else ''}"
+            f"{', Hogwild' if hogwild else ', sharing each batch by rows' if threads > 1 else ''}")
+    train_step = step_lib.make_train_step(cfg, tables, total, layout, kernel_threads=threads, hogwild=hogwild)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     words_done = 0
     restored = ckpt.restore(step_lib.abstract_state_tree(cfg, len(vocab)),
@@ -283,8 +287,9 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
     # gives each of its devices that device's rows
     place_batch = functools.partial(layout.place_batch, whole=device_windows)
     transform = place_batch if place_in_thread else None
-    if host_prep and layout.plain and cfg.row_cap > 0 and cfg.model.loss != "softmax":
-        # the row-update cap's touch counts, also in the prefetch thread (see step.HostCounts)
+    if host_prep and layout.plain and cfg.row_cap > 0 and cfg.model.loss != "softmax" and not threads:
+        # the XLA step's row-update cap's touch counts, also in the prefetch thread (see
+        # step.HostCounts; the kernel counts its own)
         counts = step_lib.HostCounts(cfg, tables)
         transform = lambda batch: place_batch(counts(batch))  # noqa: E731
     prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=transform)
@@ -420,7 +425,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, progress: bool = Tr
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": nproc, "data_shards": shards, "host_prep": host_prep,
-            "cpu_kernel_threads": threads,
+            "cpu_kernel_threads": threads, "cpu_kernel_hogwild": hogwild,
             "row_update_cap": cfg.row_cap,
             "device_windows": device_windows, "device_rows": [token_spec.rows, token_spec.row_tokens] if token_spec else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
@@ -432,7 +437,7 @@ def _kernel_threads(cfg: Config, platform: str, layout: sharding.Layout, host_pr
     t, m = cfg.train, cfg.model
     fits = [(platform == "cpu", f"it runs on CPU, this run is on {platform}"),
             (layout.plain, "it runs on one device, with the tables on it"),
-            (host_prep, "it takes the host stream's noise words and touch counts (--host-prep)"),
+            (host_prep, "it takes the host stream's noise words (--host-prep)"),
             (m.loss in ("ns", "hs") and not (m.model == "skipgram" and cfg.windows),
              "it runs negative sampling and hierarchical softmax, not --shared-negatives")]
     why = next((w for ok, w in fits if not ok), None)

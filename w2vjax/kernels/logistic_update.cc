@@ -2,8 +2,8 @@
 // jitted call's micro-batches (steps) of `losses.logistic_rows` updates in one fused loop,
 // called from XLA through the FFI (w2vjax/kernel.py builds and registers it).
 //
-// It computes what the plain jitted step computes (tests/test_kernel.py checks it against that
-// step, whose gradients are jax.grad of the pure losses): per micro-batch, every example's
+// On one thread it computes what the plain jitted step computes (tests/test_kernel.py checks it
+// against that step, whose gradients are jax.grad of the pure losses): per micro-batch, every example's
 // gradient from the tables as they were before that micro-batch (a batch update, not
 // word2vec.c's one example at a time), then every row's updates added in example order.  With
 // Rong's notation, for an example with input rows u_c (weights hw_c) and output rows v_j
@@ -11,10 +11,13 @@
 //
 //   h = sum_c hw_c u_c,   x_j = v_j . h,   a_j = w_j s_j sigma(-s_j x_j)   (= -dL/dx_j)
 //   loss = sum_j w_j softplus(-s_j x_j)                                    (= -w_j log sigma(s_j x_j))
-//   v_j += out_coef_j a_j h,   u_c += in_coef_c sum_j a_j v_j
+//   v_j += out_coef_j a_j h / r(v_j),   u_c += in_coef_c sum_j a_j v_j / r(u_c)
 //
-// where in_coef / out_coef carry the learning rate, the row-update cap and CBOW's gradient
-// convention (computed by the caller in XLA).  Why a kernel: XLA:CPU materialises the gathered
+// where in_coef / out_coef carry the learning rate and CBOW's gradient convention (computed by
+// the caller in XLA), and r(row) = max(1, touches / cap) is the row-update cap, touches = the
+// slots of the row with a nonzero coefficient in the micro-batch (counted here).  Several
+// threads either run Hogwild (each its own range of micro-batches, as one thread would, without
+// locks: word2vec.c's and gensim's threads do the same) or share each micro-batch by rows (Work).  Why a kernel: XLA:CPU materialises the gathered
 // rows and reads them three times; here a row is read once to compute and once to update, a
 // padded slot (weight 0) costs nothing, and the logistic function is vectorised.
 #include <algorithm>
@@ -147,6 +150,7 @@ struct Problem {
   const float* out_coef;
   int64_t j;  // output rows per example
   int64_t steps, batch;
+  float cap;  // the row-update cap (0: off)
   float* loss;
   // scratch for one micro-batch: h [batch, d]; per thread, its part of sum_j a_j v_j
   // [threads, batch, d] and of the loss [threads, batch]
@@ -165,10 +169,28 @@ constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
 // Prefetch the output rows of example `ex` that thread t owns (when computing and again when
 // updating: skip-gram/HS's update ran 10 % faster with the second, 3 alternating pairs).
 void PrefetchOwned(const Problem& p, int64_t ex, int t, int threads) {
+  if (ex >= p.steps * p.batch) return;
+  for (int64_t k = 0; k < p.c; ++k) {
+    const int32_t id = p.in_ids[ex * p.c + k];
+    if (p.in_hw[ex * p.c + k] != 0.0f && id >= 0 && id < p.v_in && Owner(id, threads) == t) Prefetch(p.emb_in + id * p.d, p.d);
+  }
   for (int64_t k = 0; k < p.j; ++k) {
     const int64_t slot = ex * p.j + k;
     if (LiveOut(p, slot) && Owner(p.out_ids[slot], threads) == t) Prefetch(p.emb_out + p.out_ids[slot] * p.d, p.d);
   }
+}
+
+// A row's touches in one micro-batch, for the row-update cap: `n` counts in micro-batch
+// `step` (1-based within the call); an entry of an earlier one counts as zero, so the counts
+// need no clearing between micro-batches.
+struct Touches {
+  int32_t step = 0;
+  float n = 0.0f;
+};
+
+inline void Touch(Touches& t, int32_t step) {
+  if (t.step != step) t.step = step, t.n = 0.0f;
+  t.n += 1.0f;
 }
 
 // One thread's share of `steps` micro-batch updates.  Rows are owned: thread Owner(id) computes
@@ -180,7 +202,8 @@ void PrefetchOwned(const Problem& p, int64_t ex, int t, int threads) {
 //      loss and sum_j a_j v_j over them (this thread's part);
 //   3. the updates of the rows this thread owns, in example order: v_j += out_coef a_j h, and
 //      u_c += in_coef sum_t part_t (the parts summed in thread order), and the loss.
-// The result is deterministic for a thread count (the parts' sum order depends on it).
+// The result is deterministic for a thread count (the parts' sum order depends on it).  With
+// threads = 1 this is the whole micro-batch in one thread (and each Hogwild thread's loop).
 void Work(const Problem& p, int t, int threads, Barrier* barrier) {
   const int64_t d = p.d, b = p.batch;
   const int64_t lo = b * t / threads, hi = b * (t + 1) / threads;
@@ -190,8 +213,15 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
   // whose cache lines they would keep taking from each other)
   std::vector<float> sx(p.j), g(d), my_a(b * p.j);
   std::vector<int32_t> mine(p.j);
+  // the row-update cap's touch counts of the rows this thread owns: each slot that updates its
+  // row (a nonzero coefficient) counts one touch in its micro-batch (small integers, exact in
+  // float32: the counts of step.cap_row_updates)
+  const bool cap = p.cap > 0.0f;
+  std::vector<Touches> touch_in(cap ? p.v_in : 0), touch_out(cap ? p.v_out : 0);
+  auto divisor = [&p](const Touches& t) { return std::max(1.0f, t.n / p.cap); };
   for (int64_t s = 0; s < p.steps; ++s) {
     const int64_t base = s * b;
+    const int32_t stamp = static_cast<int32_t>(s + 1);
     for (int64_t e = lo; e < hi; ++e) {  // 1.
       const int64_t ex = base + e;
       float* h = p.h + e * d;
@@ -205,15 +235,25 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
     barrier->Wait();
     for (int64_t e = 0; e < b; ++e) {  // 2.
       const int64_t ex = base + e;
-      if (e + kAhead < b) PrefetchOwned(p, ex + kAhead, t, threads);
+      PrefetchOwned(p, ex + kAhead, t, threads);
       const float* h = p.h + e * d;
       float* dh = my_dh + e * d;
       std::fill(dh, dh + d, 0.0f);
+      if (cap) {
+        for (int64_t k = 0; k < p.c; ++k) {
+          const int32_t id = p.in_ids[ex * p.c + k];
+          if (p.in_coef[ex * p.c + k] != 0.0f && id >= 0 && id < p.v_in && Owner(id, threads) == t)
+            Touch(touch_in[id], stamp);
+        }
+      }
       int n = 0;
       for (int64_t k = 0; k < p.j; ++k) {
         const int64_t slot = ex * p.j + k;
-        if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
-        sx[n] = p.sign[slot] * Dot(p.emb_out + p.out_ids[slot] * d, h, d);
+        const int32_t id = p.out_ids[slot];
+        if (id < 0 || id >= p.v_out || Owner(id, threads) != t) continue;
+        if (cap && p.out_coef[slot] != 0.0f) Touch(touch_out[id], stamp);
+        if (p.weight[slot] == 0.0f) continue;
+        sx[n] = p.sign[slot] * Dot(p.emb_out + id * d, h, d);
         mine[n++] = static_cast<int32_t>(k);
       }
       float loss = 0.0f;
@@ -239,13 +279,17 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
         const int64_t slot = ex * p.j + k;
         if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
         const float a = my_a[e * p.j + k];
-        if (a != 0.0f) Axpy(p.out_coef[slot] * a, p.h + e * d, p.emb_out + p.out_ids[slot] * d, d);
+        if (a == 0.0f) continue;
+        float coef = p.out_coef[slot];
+        if (cap) coef /= divisor(touch_out[p.out_ids[slot]]);
+        Axpy(coef * a, p.h + e * d, p.emb_out + p.out_ids[slot] * d, d);
       }
       bool summed = false;
       for (int64_t k = 0; k < p.c; ++k) {
         const int32_t id = p.in_ids[ex * p.c + k];
-        const float coef = p.in_coef[ex * p.c + k];
+        float coef = p.in_coef[ex * p.c + k];
         if (coef == 0.0f || id < 0 || id >= p.v_in || Owner(id, threads) != t) continue;
+        if (cap) coef /= divisor(touch_in[id]);
         if (!summed) {
           std::copy(p.dh + e * d, p.dh + (e + 1) * d, g.begin());
           for (int u = 1; u < threads; ++u) Axpy(1.0f, p.dh + (u * b + e) * d, g.data(), d);
@@ -269,7 +313,7 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
                           ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
                           ffi::Buffer<ffi::F32> out_coef, ffi::ResultBuffer<ffi::F32> new_in,
                           ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
-                          int64_t threads) {
+                          int64_t threads, int64_t hogwild, float cap) {
   auto ti = emb_in.dimensions(), to = emb_out.dimensions();
   auto di = in_ids.dimensions(), dout = out_ids.dimensions();
   if (ti.size() != 2 || to.size() != 2 || ti[1] != to[1] || di.size() != 3 || dout.size() != 3 ||
@@ -301,7 +345,31 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
   p.j = dout[2];
   p.steps = di[0];
   p.batch = di[1];
+  p.cap = cap;
   p.loss = loss->typed_data();
+  if (hogwild > 0 && threads > 1 && p.steps > 1) {
+    // Hogwild: each thread runs a contiguous range of the micro-batches on its own, as one
+    // thread would, reading and writing the shared tables without locks (word2vec.c's and
+    // gensim's threads do the same); the result then depends on the threads' timing.
+    const int n = static_cast<int>(std::min<int64_t>(threads, p.steps));
+    std::vector<std::thread> pool;
+    auto run = [&p](int64_t lo, int64_t hi) {
+      Problem q = p;
+      q.steps = hi - lo;
+      const int64_t off_in = lo * p.batch * p.c, off_out = lo * p.batch * p.j;
+      q.in_ids += off_in, q.in_hw += off_in, q.in_coef += off_in;
+      q.out_ids += off_out, q.sign += off_out, q.weight += off_out, q.out_coef += off_out;
+      q.loss += lo * p.batch;
+      std::vector<float> h(p.batch * p.d), dh(p.batch * p.d), part_loss(p.batch);
+      q.h = h.data(), q.dh = dh.data(), q.part_loss = part_loss.data();
+      Barrier one(1);
+      Work(q, 0, 1, &one);
+    };
+    for (int t = 1; t < n; ++t) pool.emplace_back(run, p.steps * t / n, p.steps * (t + 1) / n);
+    run(0, p.steps / n);
+    for (auto& th : pool) th.join();
+    return ffi::Error::Success();
+  }
   const int n = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(p.batch, 1))));
   std::vector<float> h(p.batch * p.d), dh(n * p.batch * p.d), part_loss(n * p.batch);
   p.h = h.data();
@@ -331,4 +399,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
-                                  .Attr<int64_t>("threads"));
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("hogwild")
+                                  .Attr<float>("cap"));
