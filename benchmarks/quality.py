@@ -77,7 +77,7 @@ def run_gensim(args, model, loss, workdir):
             "vectors": path, "startup_seconds": t1 - t0}
 
 
-def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None):
+def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None, threads=0):
     sys.path.insert(0, ROOT)
     from w2vjax import make_config, sharding
     sharding.one_xla_cpu_thread(True, None)  # as `w2vjax train` does, before JAX starts
@@ -86,15 +86,16 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None)
                       sample=args.sample, negative=args.negative, epochs=args.epochs, seed=args.seed,
                       batch_size=args.batch_size, row_update_cap=args.row_update_cap,
                       shared_negatives=args.shared_negatives or None, device_windows=device_windows,
-                      cpu_kernel=cpu_kernel)
+                      cpu_kernel=cpu_kernel, threads=threads)
     s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False, log=lambda *a: None)
     import jax
-    threads = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
+    nproc = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
     rows = f", device windows {s['device_rows'][0]}x{s['device_rows'][1]} tokens" if s["device_windows"] else ""
     k = s["cpu_kernel_threads"]
-    step = f", CPU kernel {k} thread{'s' if k > 1 else ''}" if k else (", XLA step" if s["platform"] == "cpu" else "")
+    mode = " Hogwild" if s["cpu_kernel_hogwild"] else " sharing batches" if k > 1 else ""
+    step = f", CPU kernel {k} thread{'s' if k > 1 else ''}{mode}" if k else (", XLA step" if s["platform"] == "cpu" else "")
     return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}"
-                    f"{' windows' if cfg.windows else ''}{rows}{step}{threads})",
+                    f"{' windows' if cfg.windows else ''}{rows}{step}{nproc})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
             "effective_words_per_s": s["effective_words_per_s"], "vocab_size": s["vocab_size"],
             "vectors": os.path.join(workdir, "vectors.bin"), "final_loss": s["final_loss"]}
@@ -107,9 +108,10 @@ def one(args):
     t0 = time.time()
     if args.tool == "gensim":
         rec = run_gensim(args, model, loss, args.workdir)
-    else:  # w2vjax: the platform's defaults; w2vjax-device: examples made on the device; w2vjax-xla: no CPU kernel
+    else:  # w2vjax: the platform's defaults; w2vjax-device: examples made on the device; w2vjax-xla: no CPU
+        # kernel; w2vjax-1t: the CPU kernel on one thread (the same vectors on every run)
         rec = run_w2vjax(args, model, loss, args.workdir, True if args.tool == "w2vjax-device" else None,
-                         False if args.tool == "w2vjax-xla" else None)
+                         False if args.tool == "w2vjax-xla" else None, 1 if args.tool == "w2vjax-1t" else 0)
     rec["wall_seconds"] = time.time() - t0
     sys.path.insert(0, ROOT)
     from w2vjax import evaluate, export
@@ -141,7 +143,8 @@ def table(records) -> str:
             if g is None or j is g:
                 continue
             what = ("device windows" if "device windows" in j["tool"] else
-                    "XLA step" if "XLA step" in j["tool"] else "default")
+                    "XLA step" if "XLA step" in j["tool"] else
+                    "CPU kernel, 1 thread" if "kernel 1 thread" in j["tool"] else "default")
             rows.append(f"| {cfg} | {what} | {j['raw_words_per_s'] / g['raw_words_per_s']:.2f}x "
                         f"| {100 * (j['analogy'] - g['analogy']):+.2f} | {j['ws353'] - g['ws353']:+.3f} |")
     return "\n".join(rows)
@@ -155,7 +158,8 @@ def main():
     p.add_argument("--tools", default="gensim,w2vjax",
                    help="any of gensim, w2vjax (the platform's default data path and step), w2vjax-device "
                         "(--device-windows: examples made on the device), w2vjax-xla (--no-cpu-kernel: "
-                        "the plain XLA step on CPU)")
+                        "the plain XLA step on CPU), w2vjax-1t (--threads 1: the CPU kernel on one thread, "
+                        "the same vectors on every run)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--window", type=int, default=5)
