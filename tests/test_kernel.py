@@ -12,7 +12,9 @@ import pytest
 from w2vjax import kernel, step as step_lib
 from w2vjax.config import make_config
 
-pytestmark = pytest.mark.skipif(not kernel.available()[0], reason=f"CPU kernel: {kernel.available()[1]}")
+# skipped only where there is no compiler: a kernel that does not compile fails here
+pytestmark = pytest.mark.skipif(kernel.available()[1].startswith("no C++ compiler"),
+                                reason=f"CPU kernel: {kernel.available()[1]}")
 
 
 def _batches(cfg, data, tables, n):
@@ -83,17 +85,17 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_p
 
 
 def test_hogwild_threads_run_their_own_micro_batches():
-    """Hogwild on 2 threads: thread 0 runs micro-batches 0-1, thread 1 runs 2-3, at the same time.
-    When the two halves touch different rows they cannot race, and the result is the one
-    thread's, bitwise: each thread's micro-batches, learning rates, touch counts and losses are
-    the right ones.  A cap of 2 binds in every micro-batch."""
+    """Hogwild on 2 threads: each takes the next micro-batch not yet taken, and they run at the
+    same time.  When every micro-batch touches rows of its own they cannot race, and the result
+    is the one thread's, bitwise: every micro-batch is run once, with its learning rates, touch
+    counts and losses.  A cap of 2 binds in every micro-batch."""
     rng = np.random.default_rng(0)
     s, b, c, j, v, d = 4, 32, 2, 5, 40, 8
     emb_in = rng.normal(size=(v, d)).astype(np.float32)
     emb_out = rng.normal(size=(v, d)).astype(np.float32) * 0.1
-    # micro-batches 0-1 use rows [0, v/2), micro-batches 2-3 rows [v/2, v), of both tables
-    halves = lambda k: np.concatenate([rng.integers(0, v // 2, (2, b, k)), rng.integers(v // 2, v, (2, b, k))])
-    in_ids, out_ids = halves(c).astype(np.int32), halves(j).astype(np.int32)
+    # micro-batch i uses rows [i v/4, (i + 1) v/4) of both tables
+    own = lambda k: np.stack([rng.integers(i * v // s, (i + 1) * v // s, (b, k)) for i in range(s)])
+    in_ids, out_ids = own(c).astype(np.int32), own(j).astype(np.int32)
     in_hw = np.full((s, b, c), 0.5, np.float32)
     in_coef = np.repeat(np.float32([0.4, 0.3, 0.2, 0.1])[:, None, None], b, 1).repeat(c, 2)
     sign = np.where(np.arange(j) == 0, 1.0, -1.0).astype(np.float32) * np.ones((s, b, j), np.float32)

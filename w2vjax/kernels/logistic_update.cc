@@ -204,7 +204,7 @@ inline void Touch(Touches& t, int32_t step) {
 //      u_c += in_coef sum_t part_t (the parts summed in thread order), and the loss.
 // The result is deterministic for a thread count (the parts' sum order depends on it).  With
 // threads = 1 this is the whole micro-batch in one thread (and each Hogwild thread's loop).
-void Work(const Problem& p, int t, int threads, Barrier* barrier) {
+void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<int64_t>* next = nullptr) {
   const int64_t d = p.d, b = p.batch;
   const int64_t lo = b * t / threads, hi = b * (t + 1) / threads;
   float* my_dh = p.dh + t * b * d;
@@ -219,7 +219,9 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier) {
   const bool cap = p.cap > 0.0f;
   std::vector<Touches> touch_in(cap ? p.v_in : 0), touch_out(cap ? p.v_out : 0);
   auto divisor = [&p](const Touches& t) { return std::max(1.0f, t.n / p.cap); };
-  for (int64_t s = 0; s < p.steps; ++s) {
+  for (int64_t i = 0;; ++i) {  // the micro-batches in order, or (next) the next one not yet taken
+    const int64_t s = next != nullptr ? next->fetch_add(1, std::memory_order_relaxed) : i;
+    if (s >= p.steps) break;
     const int64_t base = s * b;
     const int32_t stamp = static_cast<int32_t>(s + 1);
     for (int64_t e = lo; e < hi; ++e) {  // 1.
@@ -348,25 +350,23 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
   p.cap = cap;
   p.loss = loss->typed_data();
   if (hogwild > 0 && threads > 1 && p.steps > 1) {
-    // Hogwild: each thread runs a contiguous range of the micro-batches on its own, as one
-    // thread would, reading and writing the shared tables without locks (word2vec.c's and
-    // gensim's threads do the same); the result then depends on the threads' timing.
+    // Hogwild: each thread takes the next micro-batch not yet taken and runs it on its own, as
+    // one thread would, reading and writing the shared tables without locks (word2vec.c's and
+    // gensim's threads do the same); the result then depends on the threads' timing.  Taking
+    // them one at a time (not a fixed half each) keeps a thread that shares its core with the
+    // host's data pipeline from leaving the other idle at the end of the call.
     const int n = static_cast<int>(std::min<int64_t>(threads, p.steps));
-    std::vector<std::thread> pool;
-    auto run = [&p](int64_t lo, int64_t hi) {
+    std::atomic<int64_t> next{0};
+    auto run = [&p, &next]() {
       Problem q = p;
-      q.steps = hi - lo;
-      const int64_t off_in = lo * p.batch * p.c, off_out = lo * p.batch * p.j;
-      q.in_ids += off_in, q.in_hw += off_in, q.in_coef += off_in;
-      q.out_ids += off_out, q.sign += off_out, q.weight += off_out, q.out_coef += off_out;
-      q.loss += lo * p.batch;
       std::vector<float> h(p.batch * p.d), dh(p.batch * p.d), part_loss(p.batch);
       q.h = h.data(), q.dh = dh.data(), q.part_loss = part_loss.data();
       Barrier one(1);
-      Work(q, 0, 1, &one);
+      Work(q, 0, 1, &one, &next);
     };
-    for (int t = 1; t < n; ++t) pool.emplace_back(run, p.steps * t / n, p.steps * (t + 1) / n);
-    run(0, p.steps / n);
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back(run);
+    run();
     for (auto& th : pool) th.join();
     return ffi::Error::Success();
   }
@@ -377,7 +377,7 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
   p.part_loss = part_loss.data();
   Barrier barrier(n);
   std::vector<std::thread> pool;
-  for (int t = 1; t < n; ++t) pool.emplace_back(Work, std::cref(p), t, n, &barrier);
+  for (int t = 1; t < n; ++t) pool.emplace_back(Work, std::cref(p), t, n, &barrier, static_cast<std::atomic<int64_t>*>(nullptr));
   Work(p, 0, n, &barrier);
   for (auto& th : pool) th.join();
   return ffi::Error::Success();
