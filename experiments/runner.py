@@ -197,9 +197,11 @@ def run_variant(name: str, v: Variant, corpus: str, workroot: str, log=print) ->
         from w2vjax.train import train_and_evaluate
         cfg = config_of(v)
         _link_prepared(corpus, cfg, workroot, workdir, log)
-        # keep one checkpoint (disk); resuming needs only the latest
+        # keep one checkpoint (disk); resuming needs only the latest.  One CPU kernel thread
+        # unless a variant says otherwise: a rerun of a study gives the same vectors (the
+        # default Hogwild threads would not)
         from w2vjax import make_config
-        cfg = make_config(**{**v.settings, "keep": 1})
+        cfg = make_config(**{"threads": 1, **v.settings, "keep": 1})
         train_and_evaluate(cfg, workdir, corpus, evaluate=True, progress=False, log=lambda *a: None)
     log(f"[{time.strftime('%H:%M:%S')}] {name}: finished in {time.time() - t0:.0f} s")
     return "ran", workdir
