@@ -6,7 +6,8 @@
 Part 1 times ``w2vjax.step.make_train_step`` on real batches of the corpus (streamed once,
 already on the device, so only the step is timed), per model x loss, with the row-update cap's
 touch counts made on the host (``host_prep``, the CPU default) and on the device, and with the
-host's counts through the fused CPU kernel (``w2vjax.kernel``) on 1 and 2 threads.  Part 2 times
+host's noise words through the fused CPU kernel (``w2vjax.kernel``) on 1 thread and on 2
+threads, sharing each micro-batch by rows or Hogwild.  Part 2 times
 the pieces of a skip-gram/NS update of 256 pairs x 6 output rows x dim 100 on their own: the
 row gathers and scatter-adds, and the two small batched products.  Each figure is the best of
 ``--repeats`` timings of ``--calls`` calls (the machine is shared; the best is the least
@@ -50,11 +51,13 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def best_step_seconds(cfg, tables, data, batches, repeats: int, kernel_threads: int = 0) -> float:
+def best_step_seconds(cfg, tables, data, batches, repeats: int, kernel_threads: int = 0,
+                      hogwild: bool = False) -> float:
     """Best of ``repeats`` timings of the jitted train step over ``batches[1:]`` (already on the
     device; ``batches[0]`` compiles it), the state carried from call to call as in training;
-    ``kernel_threads`` > 0: the fused CPU kernel's step on that many threads."""
-    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=kernel_threads)
+    ``kernel_threads`` > 0: the fused CPU kernel's step on that many threads (``hogwild``: each
+    its own micro-batches)."""
+    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=kernel_threads, hogwild=hogwild)
     state, _ = fn(step_lib.init_state(cfg, len(data.vocab)), batches[0])
     jax.block_until_ready(state)
     holder = [state]
@@ -90,11 +93,13 @@ def step_rows(args, data, workdir) -> list[dict]:
             batches = [jax.device_put(b) for b in host_batches]
             examples = sum(float(b["mask"].sum()) for b in host_batches[1:])
             unit = "window" if cfg.windows else "pair"
-            for threads in ((0, 1, 2) if host else (0,)):  # the kernel takes the host's counts
-                sec = best_step_seconds(cfg, tables, data, batches, args.repeats, threads)
+            # the kernel takes the host's noise words (and counts its own touches)
+            for threads, wild in (((0, False), (1, False), (2, False), (2, True)) if host else ((0, False),)):
+                sec = best_step_seconds(cfg, tables, data, batches, args.repeats, threads, wild)
                 rows.append({"config": f"{model}/{loss}", "host_prep": host, "unit": unit, "kernel": threads,
-                             "us_per_example": sec / examples * 1e6, "host_ms_per_call": host_ms})
-                print(f"# {model}/{loss} host_prep={host} kernel threads {threads}: "
+                             "hogwild": wild, "us_per_example": sec / examples * 1e6,
+                             "host_ms_per_call": 0.0 if threads else host_ms})  # the kernel counts its own
+                print(f"# {model}/{loss} host_prep={host} kernel threads {threads}{' Hogwild' if wild else ''}: "
                       f"{rows[-1]['us_per_example']:.3f} us per {unit}", flush=True)
     return rows
 
@@ -164,7 +169,8 @@ def main(argv=None) -> int:
              "| step | noise words + touch counts made on | update | µs per example (device) "
              "| host ms per call (counts) |", "|---|---|---|---|---|"]
     for r in steps:
-        update = f"CPU kernel, {r['kernel']} thread{'s' if r['kernel'] > 1 else ''}" if r["kernel"] else "XLA"
+        mode = " Hogwild" if r.get("hogwild") else " sharing rows" if r["kernel"] > 1 else ""
+        update = f"CPU kernel, {r['kernel']} thread{'s' if r['kernel'] > 1 else ''}{mode}" if r["kernel"] else "XLA"
         lines.append(f"| {r['config']} ({r['unit']}s) | {'host' if r['host_prep'] else 'device'} | {update} | "
                      f"{r['us_per_example']:.3f} | {r['host_ms_per_call']:.1f} |")
     lines += ["", "| part of a skip-gram/NS update (256 pairs) | µs per pair |", "|---|---|"]
