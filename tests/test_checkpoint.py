@@ -71,9 +71,14 @@ def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp
     expect = _vectors(straight)
     work = tmp_path / "killed"
     rng = random.Random(1234)
-    # SIGTERM: a clean stop with a checkpoint and a one-line message
+    # SIGTERM during training: a clean stop with a checkpoint and a one-line message (sent once
+    # the loop has opened metrics.jsonl: before that, in start-up, SIGTERM ends the process as
+    # usual, with nothing written yet)
     p = subprocess.Popen(_cli(corpus, work), stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    deadline = time.time() + 120
+    while not (work / "metrics.jsonl").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=120)[1]
     if p.returncode == 130:
