@@ -165,6 +165,7 @@ inline bool LiveOut(const Problem& p, int64_t slot) {
 }
 
 constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
+constexpr float kHot = 4.0f;  // touches in a micro-batch from which an output row's updates are summed first
 
 // Prefetch the input rows of example `ex` (when computing h).
 void PrefetchIn(const Problem& p, int64_t ex) {
@@ -191,10 +192,13 @@ void PrefetchOwned(const Problem& p, int64_t ex, int t, int threads) {
 struct Touches {
   int32_t step = 0;
   float n = 0.0f;
+  int32_t sum = -1;  // a hot row's slot in the micro-batch's update sums, -1: none yet
 };
 
 inline void Touch(Touches& t, int32_t step) {  // without a branch: whether a row was seen is random
-  t.n = (t.step == step ? t.n : 0.0f) + 1.0f;
+  const bool seen = t.step == step;
+  t.n = (seen ? t.n : 0.0f) + 1.0f;
+  t.sum = seen ? t.sum : -1;
   t.step = step;
 }
 
@@ -224,6 +228,11 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
   const bool cap = p.cap > 0.0f;
   std::vector<Touches> touch_in(cap ? p.v_in : 0), touch_out(cap ? p.v_out : 0);
   auto divisor = [&p](const Touches& t) { return std::max(1.0f, t.n / p.cap); };
+  // a hot output row (touched kHot or more times in the micro-batch: the Huffman tree's top
+  // nodes, frequent noise words) gets its updates summed here and added to it once, at the end
+  // of the micro-batch, instead of one read-modify-write of the shared row per touch
+  std::vector<float> sums;
+  std::vector<int32_t> hot;
   for (int64_t i = 0;; ++i) {  // the micro-batches in order, or (next) the next one not yet taken
     const int64_t s = next != nullptr ? next->fetch_add(1, std::memory_order_relaxed) : i;
     if (s >= p.steps) break;
@@ -289,8 +298,22 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
         const float a = my_a[e * p.j + k];
         if (a == 0.0f) continue;
         float coef = p.out_coef[slot];
-        if (cap) coef /= divisor(touch_out[p.out_ids[slot]]);
-        Axpy(coef * a, p.h + e * d, p.emb_out + p.out_ids[slot] * d, d);
+        const int32_t id = p.out_ids[slot];
+        if (cap) {
+          Touches& tc = touch_out[id];
+          coef /= divisor(tc);
+          if (tc.n >= kHot) {
+            if (tc.sum < 0) {
+              tc.sum = static_cast<int32_t>(hot.size());
+              hot.push_back(id);
+              if (sums.size() < hot.size() * d) sums.resize(2 * hot.size() * d);
+              std::fill(sums.begin() + tc.sum * d, sums.begin() + (tc.sum + 1) * d, 0.0f);
+            }
+            Axpy(coef * a, p.h + e * d, sums.data() + tc.sum * d, d);
+            continue;
+          }
+        }
+        Axpy(coef * a, p.h + e * d, p.emb_out + id * d, d);
       }
       bool summed = false;
       for (int64_t k = 0; k < p.c; ++k) {
@@ -311,6 +334,8 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
         p.loss[ex] = loss;
       }
     }
+    for (size_t i = 0; i < hot.size(); ++i) Axpy(1.0f, sums.data() + i * d, p.emb_out + hot[i] * d, d);
+    hot.clear();
     barrier->Wait();
   }
 }
