@@ -40,17 +40,18 @@ def _run(cfg, data, tables, batches, threads, hogwild=False):
     return state, metrics
 
 
-@pytest.mark.parametrize("model,loss,mean", [("skipgram", "ns", True), ("skipgram", "hs", True),
-                                             ("cbow", "ns", True), ("cbow", "hs", True),
-                                             ("cbow", "ns", False)])
-def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_path):
+@pytest.mark.parametrize("model,loss,mean,dim", [("skipgram", "ns", True, 20), ("skipgram", "hs", True, 136),
+                                                 ("cbow", "ns", True, 16), ("cbow", "hs", True, 20),
+                                                 ("cbow", "ns", False, 20)])
+def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, head_corpus, tmp_path):
     """4 calls of 8 micro-batches (a row-update cap of 2 that binds, masked padding at the end of
     the stream, CBOW's mean and sum): the kernel's tables, loss sums and learning rates are the
     plain step's (with the host's touch counts, which the kernel counts itself), to float
     rounding, on 1 thread and on 2 and 3 threads sharing each micro-batch by rows; on one thread
-    count, bitwise again.  Hogwild threads stay close to it."""
+    count, bitwise again.  Hogwild threads stay close to it.  The dims cover the vectorised
+    kernel's row tail (d % 16) and rows longer than it keeps in registers at once (128)."""
     from w2vjax.prepare import prepare
-    cfg = make_config(model=model, loss=loss, dim=16, batch_size=64, steps_per_call=8, negative=4, window=3,
+    cfg = make_config(model=model, loss=loss, dim=dim, batch_size=64, steps_per_call=8, negative=4, window=3,
                       row_update_cap=2.0, lr=0.5, cbow_mean=mean).validate()
     data = prepare(head_corpus(20_000), str(tmp_path), 3, None, 10_000)
     tables = step_lib.make_tables(data.vocab, cfg)
@@ -84,16 +85,13 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, head_corpus, tmp_p
         assert g["loss_sum"] == pytest.approx(r["loss_sum"], rel=0.01)
 
 
-def test_hogwild_threads_run_their_own_micro_batches():
-    """Hogwild on 2 threads: each takes the next micro-batch not yet taken, and they run at the
-    same time.  When every micro-batch touches rows of its own they cannot race, and the result
-    is the one thread's, bitwise: every micro-batch is run once, with its learning rates, touch
-    counts and losses.  A cap of 2 binds in every micro-batch."""
-    rng = np.random.default_rng(0)
-    s, b, c, j, v, d = 4, 32, 2, 5, 40, 8
+def _own_rows_problem(d=8, seed=0):
+    """Kernel arguments whose micro-batch i uses rows [i v/4, (i + 1) v/4) of both tables only,
+    with padded slots (weight 0), a cap of 2 that binds and per-micro-batch coefficients."""
+    rng = np.random.default_rng(seed)
+    s, b, c, j, v = 4, 32, 2, 5, 40
     emb_in = rng.normal(size=(v, d)).astype(np.float32)
     emb_out = rng.normal(size=(v, d)).astype(np.float32) * 0.1
-    # micro-batch i uses rows [i v/4, (i + 1) v/4) of both tables
     own = lambda k: np.stack([rng.integers(i * v // s, (i + 1) * v // s, (b, k)) for i in range(s)])
     in_ids, out_ids = own(c).astype(np.int32), own(j).astype(np.int32)
     in_hw = np.full((s, b, c), 0.5, np.float32)
@@ -101,18 +99,57 @@ def test_hogwild_threads_run_their_own_micro_batches():
     sign = np.where(np.arange(j) == 0, 1.0, -1.0).astype(np.float32) * np.ones((s, b, j), np.float32)
     weight = (rng.random((s, b, j)) > 0.1).astype(np.float32)
     out_coef = np.repeat(in_coef[..., :1], j, axis=2)
-    args = (in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef)
-    def run(threads, hogwild):
-        got = kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out), *args, threads,
-                                     hogwild=hogwild, cap=2.0)
-        return [np.asarray(x) for x in got]
-    one, wild = run(1, False), run(2, True)
+    return emb_in, emb_out, (in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef)
+
+
+def _kernel_run(problem, threads, hogwild=False, cap=2.0):
+    emb_in, emb_out, args = problem
+    got = kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out), *args, threads,
+                                 hogwild=hogwild, cap=cap)
+    return [np.asarray(x) for x in got]
+
+
+def test_hogwild_threads_run_their_own_micro_batches():
+    """Hogwild on 2 threads: each takes the next micro-batch not yet taken, and they run at the
+    same time.  When every micro-batch touches rows of its own they cannot race, and the result
+    is the one thread's, bitwise: every micro-batch is run once, with its learning rates, touch
+    counts and losses.  A cap of 2 binds in every micro-batch."""
+    problem = _own_rows_problem()
+    emb_in, emb_out, _ = problem
+    one, wild = _kernel_run(problem, 1), _kernel_run(problem, 2, hogwild=True)
     assert not np.array_equal(one[0], emb_in) and not np.array_equal(one[1], emb_out)
     for a, r in zip(wild, one):
         np.testing.assert_array_equal(a, r)
-    nocap = [np.asarray(x) for x in kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out),
-                                                          *args, 1, cap=0.0)]
+    nocap = _kernel_run(problem, 1, cap=0.0)
     assert not np.array_equal(nocap[1], one[1])  # the cap changed the updates
+
+
+_PORTABLE = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from w2vjax import kernel
+kernel.FLAGS = kernel.FLAGS + ("-mno-avx512f",)
+ok, why = kernel.available()
+assert ok, why
+import test_kernel
+np.savez(sys.argv[2], *test_kernel._kernel_run(test_kernel._own_rows_problem(d=int(sys.argv[3])), 1))
+"""
+
+
+@pytest.mark.parametrize("d", [100, 136])
+def test_portable_kernel_computes_what_the_vectorised_one_does(d, tmp_path):
+    """The kernel's portable loops (built here without AVX-512) and its AVX-512 ones (where this
+    CPU has them: the build is -march=native) give the same tables and losses, to float rounding
+    (the sums are added in another order), for rows of a tail (d % 16) and longer than 128."""
+    out = tmp_path / "portable.npz"
+    r = subprocess.run([sys.executable, "-c", _PORTABLE, os.path.dirname(__file__), str(out), str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    portable = np.load(out)
+    native = _kernel_run(_own_rows_problem(d=d), 1)
+    for i, a in enumerate(native):
+        np.testing.assert_allclose(portable[f"arr_{i}"], a, rtol=1e-5, atol=1e-6)
 
 
 def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corpus, tmp_path):

@@ -17,9 +17,10 @@
 // the caller in XLA), and r(row) = max(1, touches / cap) is the row-update cap, touches = the
 // slots of the row with a nonzero coefficient in the micro-batch (counted here).  Several
 // threads either run Hogwild (each its own range of micro-batches, as one thread would, without
-// locks: word2vec.c's and gensim's threads do the same) or share each micro-batch by rows (Work).  Why a kernel: XLA:CPU materialises the gathered
-// rows and reads them three times; here a row is read once to compute and once to update, a
-// padded slot (weight 0) costs nothing, and the logistic function is vectorised.
+// locks: word2vec.c's and gensim's threads do the same) or share each micro-batch by rows
+// (Work).  Why a kernel: XLA:CPU materialises the gathered rows and reads them three times;
+// here a row is read once to compute and once to update, a padded slot (weight 0) costs
+// nothing, and the logistic function needs no libm call.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -27,6 +28,10 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -64,6 +69,90 @@ class Barrier {
   std::atomic<int> gen_{0};
 };
 
+// The row arithmetic.  With AVX-512 (the build is -march=native), written with its intrinsics:
+// rows of any length, 16 floats a vector, the tail (d % 16) through masked loads and stores,
+// and the sums kept in registers.  (The portable Dot below spills its partial sums to the stack
+// and reads them back in pieces, a store-to-load forwarding stall that took a fifth of
+// skip-gram/HS's kernel time; the sums over a slot's rows, one Axpy each, read and wrote `dh`
+// back to memory once per row.)
+#if defined(__AVX512F__)
+// x . y: two accumulators, one horizontal sum at the end
+inline float Dot(const float* __restrict x, const float* __restrict y, int64_t d) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+  }
+  if (i + 16 <= d) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+    i += 16;
+  }
+  if (i < d) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1u);
+    a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t d) {
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < d) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+// Up to 128 floats (8 vectors) of a row at a time in registers: the masks of the vectors of
+// columns [c, c + 128) of a row of d floats (0: past the row's end).
+inline void ColumnMasks(int64_t c, int64_t d, __mmask16 m[8]) {
+  for (int k = 0; k < 8; ++k) {
+    const int64_t left = d - c - 16 * k;
+    m[k] = left >= 16 ? static_cast<__mmask16>(0xffff) : left > 0 ? static_cast<__mmask16>((1u << left) - 1u) : 0;
+  }
+}
+
+// out = sum_i coef_i rows_i, in order i, the sum kept in registers (not read and written back
+// to memory once per row, as n Axpy calls would)
+inline void WeightedSum(int n, const float* coef, const float* const* rows, float* out, int64_t d) {
+  for (int64_t c = 0; c < d; c += 128) {
+    __mmask16 m[8];
+    ColumnMasks(c, d, m);
+    __m512 acc[8];
+    for (int k = 0; k < 8; ++k) acc[k] = _mm512_setzero_ps();
+    for (int i = 0; i < n; ++i) {
+      const __m512 a = _mm512_set1_ps(coef[i]);
+      const float* r = rows[i] + c;
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        if (m[k]) acc[k] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[k], r + 16 * k), acc[k]);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      if (m[k]) _mm512_mask_storeu_ps(out + c + 16 * k, m[k], acc[k]);
+  }
+}
+
+// rows_i += coef_i x, in order i (a row listed twice gets both), x kept in registers
+inline void ScaledAdds(const float* x, int n, const float* coef, float* const* rows, int64_t d) {
+  for (int64_t c = 0; c < d; c += 128) {
+    __mmask16 m[8];
+    ColumnMasks(c, d, m);
+    __m512 xv[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) xv[k] = _mm512_maskz_loadu_ps(m[k], x + c + 16 * k);
+    for (int i = 0; i < n; ++i) {
+      const __m512 a = _mm512_set1_ps(coef[i]);
+      float* r = rows[i] + c;
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        if (m[k]) _mm512_mask_storeu_ps(r + 16 * k, m[k], _mm512_fmadd_ps(a, xv[k], _mm512_maskz_loadu_ps(m[k], r + 16 * k)));
+    }
+  }
+}
+#else  // portable loops (tests/test_kernel.py builds them too and compares)
 // 16 partial sums, added pairwise at the end: vectorised, in a fixed order (GCC had compiled an
 // `omp simd` reduction into a chain of 16 scalar adds per product).
 inline float Dot(const float* __restrict x, const float* __restrict y, int64_t d) {
@@ -86,14 +175,24 @@ inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_
   for (int64_t i = 0; i < d; ++i) y[i] += a * x[i];
 }
 
+inline void WeightedSum(int n, const float* coef, const float* const* rows, float* out, int64_t d) {
+  std::fill(out, out + d, 0.0f);
+  for (int i = 0; i < n; ++i) Axpy(coef[i], rows[i], out, d);
+}
+
+inline void ScaledAdds(const float* x, int n, const float* coef, float* const* rows, int64_t d) {
+  for (int i = 0; i < n; ++i) Axpy(coef[i], x, rows[i], d);
+}
+#endif
+
 // Ask for a row's cache lines ahead of use: the rows are scattered over tables of megabytes, and
 // loads issued a few examples ahead overlap their latency with this example's arithmetic.
 inline void Prefetch(const float* row, int64_t d) {
   for (int64_t i = 0; i < d; i += 16) __builtin_prefetch(row + i);
 }
 
-// e^x for x <= 0 (clamped at -87, under which it is ~0): Cephes' expf, within 2 ulp, in a form
-// the compiler vectorises (libm's expf and log1pf, called per slot, had cost more than the rest
+// e^x for x <= 0 (clamped at -87, under which it is ~0): Cephes' expf, within 2 ulp, inline
+// (libm's expf and log1pf, called per slot, had cost more than the rest
 // of the update together).
 inline float ExpNonPositive(float x) {
   x = std::max(x, -87.0f);
@@ -222,6 +321,7 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
   // whose cache lines they would keep taking from each other)
   std::vector<float> sx(p.j), g(d), my_a(b * p.j);
   std::vector<int32_t> mine(p.j);
+  std::vector<float*> rows(p.j);
   // the row-update cap's touch counts of the rows this thread owns: each slot that updates its
   // row (a nonzero coefficient) counts one touch in its micro-batch (small integers, exact in
   // float32: the counts of step.cap_row_updates)
@@ -255,7 +355,6 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
       PrefetchOwned(p, ex + kAhead, t, threads);
       const float* h = p.h + e * d;
       float* dh = my_dh + e * d;
-      std::fill(dh, dh + d, 0.0f);
       if (cap) {
         for (int64_t k = 0; k < p.c; ++k) {
           const int32_t id = p.in_ids[ex * p.c + k];
@@ -270,7 +369,8 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
         if (id < 0 || id >= p.v_out || Owner(id, threads) != t) continue;
         if (cap && p.out_coef[slot] != 0.0f) Touch(touch_out[id], stamp);
         if (p.weight[slot] == 0.0f) continue;
-        sx[n] = p.sign[slot] * Dot(p.emb_out + id * d, h, d);
+        rows[n] = p.emb_out + id * d;
+        sx[n] = p.sign[slot] * Dot(rows[n], h, d);
         mine[n++] = static_cast<int32_t>(k);
       }
       float loss = 0.0f;
@@ -283,22 +383,21 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
       }
       my_loss[e] = loss;
       float* a = my_a.data() + e * p.j;
-      for (int i = 0; i < n; ++i) {
-        a[mine[i]] = sx[i];
-        if (sx[i] != 0.0f) Axpy(sx[i], p.emb_out + p.out_ids[ex * p.j + mine[i]] * d, dh, d);
-      }
+      for (int i = 0; i < n; ++i) a[mine[i]] = sx[i];
+      WeightedSum(n, sx.data(), rows.data(), dh, d);
     }
     barrier->Wait();
     for (int64_t e = 0; e < b; ++e) {  // 3.
       const int64_t ex = base + e;
       if (e + kAhead < b) PrefetchOwned(p, ex + kAhead, t, threads);
+      int n = 0;  // this example's output-row updates: coefficient, row (>= 0) or hot sum (-1 - i)
       for (int64_t k = 0; k < p.j; ++k) {
         const int64_t slot = ex * p.j + k;
         if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
         const float a = my_a[e * p.j + k];
         if (a == 0.0f) continue;
         float coef = p.out_coef[slot];
-        const int32_t id = p.out_ids[slot];
+        int32_t id = p.out_ids[slot];
         if (cap) {
           Touches& tc = touch_out[id];
           coef /= divisor(tc);
@@ -309,24 +408,27 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
               if (sums.size() < hot.size() * d) sums.resize(2 * hot.size() * d);
               std::fill(sums.begin() + tc.sum * d, sums.begin() + (tc.sum + 1) * d, 0.0f);
             }
-            Axpy(coef * a, p.h + e * d, sums.data() + tc.sum * d, d);
-            continue;
+            id = -1 - tc.sum;
           }
         }
-        Axpy(coef * a, p.h + e * d, p.emb_out + id * d, d);
+        sx[n] = coef * a;
+        mine[n++] = id;
       }
+      for (int i = 0; i < n; ++i)  // (sums may have moved when it grew)
+        rows[i] = mine[i] >= 0 ? p.emb_out + mine[i] * d : sums.data() + (-1 - mine[i]) * d;
+      ScaledAdds(p.h + e * d, n, sx.data(), rows.data(), d);
       bool summed = false;
       for (int64_t k = 0; k < p.c; ++k) {
         const int32_t id = p.in_ids[ex * p.c + k];
         float coef = p.in_coef[ex * p.c + k];
         if (coef == 0.0f || id < 0 || id >= p.v_in || Owner(id, threads) != t) continue;
         if (cap) coef /= divisor(touch_in[id]);
-        if (!summed) {
+        if (!summed && threads > 1) {
           std::copy(p.dh + e * d, p.dh + (e + 1) * d, g.begin());
           for (int u = 1; u < threads; ++u) Axpy(1.0f, p.dh + (u * b + e) * d, g.data(), d);
           summed = true;
         }
-        Axpy(coef, g.data(), p.emb_in + id * d, d);
+        Axpy(coef, threads > 1 ? g.data() : p.dh + e * d, p.emb_in + id * d, d);
       }
       if (e >= lo && e < hi) {
         float loss = 0.0f;
