@@ -124,6 +124,35 @@ def test_hogwild_threads_run_their_own_micro_batches():
     assert not np.array_equal(nocap[1], one[1])  # the cap changed the updates
 
 
+def test_path_update_is_logistic_update_of_the_gathered_paths():
+    """Hierarchical softmax's kernel entry, which looks the Huffman paths up itself, computes
+    bitwise what the dense entry computes from the paths gathered by the caller (weights and
+    coefficients zero past a path's end): on 1 thread and on 2 sharing rows, the cap binding."""
+    rng = np.random.default_rng(1)
+    s, b, c, v, d, words, depth = 4, 32, 2, 50, 20, 30, 7
+    emb_in = rng.normal(size=(v, d)).astype(np.float32)
+    emb_out = rng.normal(size=(v, d)).astype(np.float32) * 0.1
+    in_ids = rng.integers(0, v, (s, b, c)).astype(np.int32)
+    in_hw = np.full((s, b, c), 0.5, np.float32)
+    in_coef = np.full((s, b, c), 0.3, np.float32)
+    points = rng.integers(0, v, (words, depth)).astype(np.int32)
+    signs = rng.choice(np.float32([-1.0, 1.0]), (words, depth))
+    lens = rng.integers(1, depth + 1, words).astype(np.int32)
+    word = rng.integers(0, words, (s, b)).astype(np.int32)
+    mask = (rng.random((s, b)) > 0.1).astype(np.float32)
+    coef = np.float32([0.4, 0.3, 0.2, 0.1])[:, None] * mask
+    on_path = (np.arange(depth) < lens[word][..., None]).astype(np.float32)
+    dense = (in_ids, in_hw, in_coef, points[word], signs[word], mask[..., None] * on_path, coef[..., None] * on_path)
+    for threads, wild in ((1, False), (2, False), (1, True)):
+        want = kernel.logistic_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out), *dense, threads,
+                                      hogwild=wild, cap=2.0)
+        got = kernel.path_update(jax.numpy.array(emb_in), jax.numpy.array(emb_out), in_ids, in_hw, in_coef, word,
+                                 mask, coef, points, signs, lens, threads, hogwild=wild, cap=2.0)
+        assert not np.array_equal(np.asarray(got[1]), emb_out)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
 _PORTABLE = """
 import sys
 import numpy as np

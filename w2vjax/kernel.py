@@ -37,6 +37,7 @@ import numpy as np
 
 SOURCE = Path(__file__).with_name("kernels") / "logistic_update.cc"
 TARGET = "w2vjax_logistic_update"
+PATH_TARGET = "w2vjax_path_update"
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-w")
 
 
@@ -90,6 +91,7 @@ def _register() -> str:
     try:
         handle = ctypes.cdll.LoadLibrary(str(lib))
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(handle.W2vLogisticUpdate), platform="cpu")
+        jax.ffi.register_ffi_target(PATH_TARGET, jax.ffi.pycapsule(handle.W2vPathUpdate), platform="cpu")
     except (OSError, AttributeError, ValueError) as e:
         return f"loading {lib.name} failed: {e}"
     return ""
@@ -134,4 +136,23 @@ def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weig
         input_output_aliases={0: 0, 1: 1})
     return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, out_ids.astype(jnp.int32),
                 sign, weight, out_coef, threads=np.int64(threads),
+                hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))
+
+
+def path_update(emb_in, emb_out, in_ids, in_hw, in_coef, word, weight, out_coef, points, signs, lens,
+                threads: int, hogwild: bool = False, cap: float = 0.0):
+    """:func:`logistic_update` for hierarchical softmax, the output slots looked up in the kernel:
+    example ``(s, b)``'s slots are the first ``lens[w]`` nodes of word ``w = word[s, b]``'s Huffman
+    path, rows ``points[w, k]``, signs ``signs[w, k]``, each with the example's ``weight`` and
+    ``out_coef`` (``[S, B]``).  The same update as :func:`logistic_update` of the gathered paths
+    (``out_ids = points[word]``, weights and coefficients zero past ``lens``), without the
+    caller writing four ``[S, B, L]`` arrays per call."""
+    s, b = in_ids.shape[:2]
+    call = jax.ffi.ffi_call(
+        PATH_TARGET,
+        (jax.ShapeDtypeStruct(emb_in.shape, jnp.float32), jax.ShapeDtypeStruct(emb_out.shape, jnp.float32),
+         jax.ShapeDtypeStruct((s, b), jnp.float32)),
+        input_output_aliases={0: 0, 1: 1})
+    return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, word.astype(jnp.int32), weight,
+                out_coef, points.astype(jnp.int32), signs, lens.astype(jnp.int32), threads=np.int64(threads),
                 hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))

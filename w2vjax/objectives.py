@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import losses
 
@@ -132,31 +133,51 @@ def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
     return per * batch["mask"]
 
 
-def logistic_terms(batch: dict, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
-                   exact_grad: bool = False) -> tuple[jax.Array, ...]:
-    """An example of negative sampling or hierarchical softmax as the rows and weights of
-    :func:`losses.logistic_rows`, for the fused CPU kernel (:mod:`w2vjax.kernel`), which takes
-    no gradient: ``(in_ids, in_hw, in_gw, out_ids, sign, weight)`` with ``h = sum_c in_hw_c
-    emb_in[in_ids_c]``, the input row ``c`` receiving ``in_gw_c * dL/dh`` (CBOW's convention,
-    see :func:`cbow_hidden`), and the loss ``logistic_rows(h, emb_out[out_ids], sign, weight)``
-    (``batch['mask']`` folded into ``weight``).  Skip-gram pairs and CBOW windows, with the
-    noise words in ``batch['neg']`` (the host stream's); leading axes ``[..., B]``."""
-    inp, out, mask = batch["inp"], batch["out"], batch["mask"]
+def kernel_inputs(batch: dict, model: str, *, cbow_mean: bool = True,
+                  exact_grad: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The input side of an example for the fused CPU kernel: ``(in_ids, in_hw, in_gw)`` with
+    ``h = sum_c in_hw_c emb_in[in_ids_c]`` and the input row ``c`` receiving ``in_gw_c * dL/dh``
+    (CBOW's convention, see :func:`cbow_hidden`).  Skip-gram (context, center) pairs and CBOW
+    windows; leading axes ``[..., B]``."""
+    inp, out = batch["inp"], batch["out"]
     if model == "skipgram":
         if inp.ndim != out.ndim:
             raise ValueError("the kernel takes skip-gram (context, center) pairs, not center windows")
         in_ids = inp[..., None]
         in_hw = in_gw = jnp.ones(in_ids.shape, jnp.float32)
-    else:
-        in_ids, ctx = inp, batch["inp_mask"].astype(jnp.float32)
-        count = jnp.maximum(ctx.sum(-1, keepdims=True), 1.0)
-        in_hw = ctx / count if cbow_mean else ctx
-        in_gw = ctx / count if cbow_mean == exact_grad else ctx
+        return in_ids, in_hw, in_gw
+    ctx = batch["inp_mask"].astype(jnp.float32)
+    count = jnp.maximum(ctx.sum(-1, keepdims=True), 1.0)
+    in_hw = ctx / count if cbow_mean else ctx
+    in_gw = ctx / count if cbow_mean == exact_grad else ctx
+    return inp, in_hw, in_gw
+
+
+def logistic_terms(batch: dict, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
+                   exact_grad: bool = False) -> tuple[jax.Array, ...]:
+    """An example of negative sampling or hierarchical softmax as the rows and weights of
+    :func:`losses.logistic_rows`, for the fused CPU kernel (:mod:`w2vjax.kernel`), which takes
+    no gradient: ``(in_ids, in_hw, in_gw, out_ids, sign, weight)``, the input side as
+    :func:`kernel_inputs`, and the loss ``logistic_rows(h, emb_out[out_ids], sign, weight)``
+    (``batch['mask']`` folded into ``weight``), with the noise words in ``batch['neg']`` (the
+    host stream's)."""
+    in_ids, in_hw, in_gw = kernel_inputs(batch, model, cbow_mean=cbow_mean, exact_grad=exact_grad)
     if loss not in ("ns", "hs"):
         raise ValueError("the kernel is for negative sampling and hierarchical softmax")
-    out_ids, aux = _output_ids(out, tables, loss, batch.get("neg"))
+    out_ids, aux = _output_ids(batch["out"], tables, loss, batch.get("neg"))
     sign, weight = _sign_weight(aux, loss)
-    return in_ids, in_hw, in_gw, out_ids, jnp.broadcast_to(sign, out_ids.shape), weight * mask[..., None]
+    return in_ids, in_hw, in_gw, out_ids, jnp.broadcast_to(sign, out_ids.shape), weight * batch["mask"][..., None]
+
+
+def huffman_paths(tables: Tables) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Hierarchical softmax's paths as the kernel looks them up (:func:`w2vjax.kernel.path_update`):
+    ``(points [V, L], signs [V, L], lens [V])``, the signs ``1 - 2 code`` of
+    :func:`_sign_weight`, a path the first ``lens[w]`` entries of its padded row."""
+    lens = np.asarray(tables.path_mask).sum(-1).astype(np.int32)
+    if not np.array_equal(np.asarray(tables.path_mask) > 0, np.arange(tables.path_mask.shape[-1]) < lens[:, None]):
+        raise ValueError("the Huffman paths are not padded at their ends")
+    signs = _sign_weight({"codes": tables.codes, "path_mask": tables.path_mask}, "hs")[0]
+    return tables.points, signs, jnp.asarray(lens)
 
 
 def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.Array:

@@ -446,26 +446,36 @@ def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Sche
     per-micro-batch learning rates and example weights computed here in XLA.
     Negative sampling (noise words from the host stream) and hierarchical softmax, one device.
     ``hogwild`` (with ``threads`` > 1): the threads run their own ranges of the micro-batches
-    at the same time, without locks (:func:`w2vjax.kernel.logistic_update`)."""
+    at the same time, without locks (:func:`w2vjax.kernel.logistic_update`; hierarchical softmax
+    through :func:`w2vjax.kernel.path_update`, which looks the Huffman paths up itself)."""
     from . import kernel
     ok, why = kernel.available()
     if not ok:
         raise RuntimeError(f"the CPU kernel is not available: {why}")
     m = cfg.model
+    paths = objectives.huffman_paths(tables) if m.loss == "hs" else None
 
     def run(params, opt_state, step, key, batch):
         del key  # the host stream drew the noise words
-        in_ids, in_hw, in_gw, out_ids, sign, weight = objectives.logistic_terms(
-            batch, tables, m.model, m.loss, cbow_mean=m.cbow_mean)
         lr = jax.vmap(lambda w: schedule(global_words(w, data_shards)))(batch["words"])[:, None, None]
-        path_mask = tables.path_mask[batch["out"]] if m.loss == "hs" else None
-        _, w_out = touch_weights(jnp, batch, out_ids.shape, path_mask)
         # a slot with a nonzero coefficient touches its row: the kernel counts the touches
-        in_coef = lr * in_gw * batch["mask"][..., None]
-        out_coef = lr * w_out
-        emb_in, emb_out, loss = kernel.logistic_update(params["emb_in"], params["emb_out"], in_ids, in_hw,
-                                                       in_coef, out_ids, sign, weight, out_coef, threads,
-                                                       hogwild=hogwild, cap=cfg.row_cap)
+        # (touch_weights: an output slot's weight is the example's mask, times the path mask)
+        tables_in = (params["emb_in"], params["emb_out"])
+        if paths is not None:  # the kernel looks the Huffman paths up itself
+            in_ids, in_hw, in_gw = objectives.kernel_inputs(batch, m.model, cbow_mean=m.cbow_mean)
+            in_coef = lr * in_gw * batch["mask"][..., None]
+            mask = batch["mask"].astype(jnp.float32)
+            emb_in, emb_out, loss = kernel.path_update(*tables_in, in_ids, in_hw, in_coef, batch["out"], mask,
+                                                       lr[..., 0] * mask, *paths, threads, hogwild=hogwild,
+                                                       cap=cfg.row_cap)
+        else:
+            in_ids, in_hw, in_gw, out_ids, sign, weight = objectives.logistic_terms(
+                batch, tables, m.model, m.loss, cbow_mean=m.cbow_mean)
+            _, w_out = touch_weights(jnp, batch, out_ids.shape)
+            in_coef = lr * in_gw * batch["mask"][..., None]
+            emb_in, emb_out, loss = kernel.logistic_update(*tables_in, in_ids, in_hw, in_coef, out_ids, sign,
+                                                           weight, lr * w_out, threads, hogwild=hogwild,
+                                                           cap=cfg.row_cap)
         opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
         metrics = {"loss_sum": loss.sum(), "examples": batch["mask"].sum(), "lr": lr[-1, 0, 0]}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics

@@ -235,6 +235,45 @@ inline int Owner(int32_t id, int threads) {
   return static_cast<int>((static_cast<uint64_t>(h) * static_cast<uint64_t>(threads)) >> 32);
 }
 
+// An example's output slots k < Count(ex) <= j, as per-slot arrays [S, B, J] (negative sampling:
+// the positive and the noise words, as the caller gathered them).
+struct DenseOut {
+  const int32_t* ids;
+  const float* sign;
+  const float* weight;
+  const float* coef;
+  int64_t j;
+  int64_t Count(int64_t) const { return j; }
+  int32_t Id(int64_t ex, int64_t k) const { return ids[ex * j + k]; }
+  float Sign(int64_t ex, int64_t k) const { return sign[ex * j + k]; }
+  float Weight(int64_t ex, int64_t k) const { return weight[ex * j + k]; }
+  float Coef(int64_t ex, int64_t k) const { return coef[ex * j + k]; }
+};
+
+// Hierarchical softmax: example ex's output slots are the Huffman path of its word, looked up
+// here in the [V, L] tables (the inner nodes, the signs 1 - 2 code, the path lengths), with the
+// example's weight and coefficient on every node (the same slots as DenseOut of the gathered
+// paths, without the caller writing and this reading four [S, B, L] arrays per call: that
+// gather had cost 1.8 ms of a skip-gram/HS call, on one core, before the threads start).
+struct PathOut {
+  const int32_t* word;  // [S, B]
+  const float* weight;  // [S, B]
+  const float* coef;  // [S, B]
+  const int32_t* points;  // [V, L]
+  const float* signs;  // [V, L]
+  const int32_t* lens;  // [V]
+  int64_t words, j;  // V, L
+  int64_t Count(int64_t ex) const {
+    const int32_t w = word[ex];
+    return w >= 0 && w < words ? std::min<int64_t>(std::max(lens[w], 0), j) : 0;
+  }
+  int32_t Id(int64_t ex, int64_t k) const { return points[word[ex] * j + k]; }
+  float Sign(int64_t ex, int64_t k) const { return signs[word[ex] * j + k]; }
+  float Weight(int64_t ex, int64_t) const { return weight[ex]; }
+  float Coef(int64_t ex, int64_t) const { return coef[ex]; }
+};
+
+template <class Out>
 struct Problem {
   float* emb_in;
   float* emb_out;
@@ -243,11 +282,7 @@ struct Problem {
   const float* in_hw;
   const float* in_coef;
   int64_t c;  // input rows per example
-  const int32_t* out_ids;
-  const float* sign;
-  const float* weight;
-  const float* out_coef;
-  int64_t j;  // output rows per example
+  Out out;  // output rows per example: out.j at most
   int64_t steps, batch;
   float cap;  // the row-update cap (0: off)
   float* loss;
@@ -258,16 +293,18 @@ struct Problem {
   float* part_loss;
 };
 
-inline bool LiveOut(const Problem& p, int64_t slot) {
-  const int32_t id = p.out_ids[slot];
-  return p.weight[slot] != 0.0f && id >= 0 && id < p.v_out;
+template <class Out>
+inline bool LiveOut(const Problem<Out>& p, int64_t ex, int64_t k) {
+  const int32_t id = p.out.Id(ex, k);
+  return p.out.Weight(ex, k) != 0.0f && id >= 0 && id < p.v_out;
 }
 
 constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
 constexpr float kHot = 4.0f;  // touches in a micro-batch from which an output row's updates are summed first
 
 // Prefetch the input rows of example `ex` (when computing h).
-void PrefetchIn(const Problem& p, int64_t ex) {
+template <class Out>
+void PrefetchIn(const Problem<Out>& p, int64_t ex) {
   if (ex >= p.steps * p.batch) return;
   for (int64_t k = 0; k < p.c; ++k) {
     const int32_t id = p.in_ids[ex * p.c + k];
@@ -277,11 +314,11 @@ void PrefetchIn(const Problem& p, int64_t ex) {
 
 // Prefetch the output rows of example `ex` that thread t owns (when computing and again when
 // updating: skip-gram/HS's update ran 10 % faster with the second, 3 alternating pairs).
-void PrefetchOwned(const Problem& p, int64_t ex, int t, int threads) {
+template <class Out>
+void PrefetchOwned(const Problem<Out>& p, int64_t ex, int t, int threads) {
   if (ex >= p.steps * p.batch) return;
-  for (int64_t k = 0; k < p.j; ++k) {
-    const int64_t slot = ex * p.j + k;
-    if (LiveOut(p, slot) && Owner(p.out_ids[slot], threads) == t) Prefetch(p.emb_out + p.out_ids[slot] * p.d, p.d);
+  for (int64_t k = 0, n = p.out.Count(ex); k < n; ++k) {
+    if (LiveOut(p, ex, k) && Owner(p.out.Id(ex, k), threads) == t) Prefetch(p.emb_out + p.out.Id(ex, k) * p.d, p.d);
   }
 }
 
@@ -312,16 +349,18 @@ inline void Touch(Touches& t, int32_t step) {  // without a branch: whether a ro
 //      u_c += in_coef sum_t part_t (the parts summed in thread order), and the loss.
 // The result is deterministic for a thread count (the parts' sum order depends on it).  With
 // threads = 1 this is the whole micro-batch in one thread (and each Hogwild thread's loop).
-void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<int64_t>* next = nullptr) {
+template <class Out>
+void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atomic<int64_t>* next = nullptr) {
   const int64_t d = p.d, b = p.batch;
   const int64_t lo = b * t / threads, hi = b * (t + 1) / threads;
   float* my_dh = p.dh + t * b * d;
   float* my_loss = p.part_loss + t * b;
   // this thread's own scratch (not a shared array written by two threads a few bytes apart,
   // whose cache lines they would keep taking from each other)
-  std::vector<float> sx(p.j), g(d), my_a(b * p.j);
-  std::vector<int32_t> mine(p.j);
-  std::vector<float*> rows(p.j);
+  const int64_t j = p.out.j;
+  std::vector<float> sx(j), g(d), my_a(b * j);
+  std::vector<int32_t> mine(j);
+  std::vector<float*> rows(j);
   // the row-update cap's touch counts of the rows this thread owns: each slot that updates its
   // row (a nonzero coefficient) counts one touch in its micro-batch (small integers, exact in
   // float32: the counts of step.cap_row_updates)
@@ -363,26 +402,24 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
         }
       }
       int n = 0;
-      for (int64_t k = 0; k < p.j; ++k) {
-        const int64_t slot = ex * p.j + k;
-        const int32_t id = p.out_ids[slot];
+      const int64_t slots = p.out.Count(ex);
+      for (int64_t k = 0; k < slots; ++k) {
+        const int32_t id = p.out.Id(ex, k);
         if (id < 0 || id >= p.v_out || Owner(id, threads) != t) continue;
-        if (cap && p.out_coef[slot] != 0.0f) Touch(touch_out[id], stamp);
-        if (p.weight[slot] == 0.0f) continue;
+        if (cap && p.out.Coef(ex, k) != 0.0f) Touch(touch_out[id], stamp);
+        if (p.out.Weight(ex, k) == 0.0f) continue;
         rows[n] = p.emb_out + id * d;
-        sx[n] = p.sign[slot] * Dot(rows[n], h, d);
+        sx[n] = p.out.Sign(ex, k) * Dot(rows[n], h, d);
         mine[n++] = static_cast<int32_t>(k);
       }
       float loss = 0.0f;
-#pragma omp simd reduction(+ : loss)
       for (int i = 0; i < n; ++i) {  // sigma(-z) and -log sigma(z) = softplus(-z) from one exp
-        const int64_t slot = ex * p.j + mine[i];
-        const float z = sx[i], ez = ExpNonPositive(-std::fabs(z)), w = p.weight[slot];
-        sx[i] = w * p.sign[slot] * (z > 0.0f ? ez : 1.0f) / (1.0f + ez);
+        const float z = sx[i], ez = ExpNonPositive(-std::fabs(z)), w = p.out.Weight(ex, mine[i]);
+        sx[i] = w * p.out.Sign(ex, mine[i]) * (z > 0.0f ? ez : 1.0f) / (1.0f + ez);
         loss += w * (std::max(-z, 0.0f) + Log1pUnit(ez));
       }
       my_loss[e] = loss;
-      float* a = my_a.data() + e * p.j;
+      float* a = my_a.data() + e * j;
       for (int i = 0; i < n; ++i) a[mine[i]] = sx[i];
       WeightedSum(n, sx.data(), rows.data(), dh, d);
     }
@@ -391,13 +428,12 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
       const int64_t ex = base + e;
       if (e + kAhead < b) PrefetchOwned(p, ex + kAhead, t, threads);
       int n = 0;  // this example's output-row updates: coefficient, row (>= 0) or hot sum (-1 - i)
-      for (int64_t k = 0; k < p.j; ++k) {
-        const int64_t slot = ex * p.j + k;
-        if (!LiveOut(p, slot) || Owner(p.out_ids[slot], threads) != t) continue;
-        const float a = my_a[e * p.j + k];
+      for (int64_t k = 0, slots = p.out.Count(ex); k < slots; ++k) {
+        if (!LiveOut(p, ex, k) || Owner(p.out.Id(ex, k), threads) != t) continue;
+        const float a = my_a[e * j + k];
         if (a == 0.0f) continue;
-        float coef = p.out_coef[slot];
-        int32_t id = p.out_ids[slot];
+        float coef = p.out.Coef(ex, k);
+        int32_t id = p.out.Id(ex, k);
         if (cap) {
           Touches& tc = touch_out[id];
           coef /= divisor(tc);
@@ -442,28 +478,23 @@ void Work(const Problem& p, int t, int threads, Barrier* barrier, std::atomic<in
   }
 }
 
-ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
-                          ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
-                          ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
-                          ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
-                          ffi::Buffer<ffi::F32> out_coef, ffi::ResultBuffer<ffi::F32> new_in,
-                          ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
-                          int64_t threads, int64_t hogwild, float cap) {
-  auto ti = emb_in.dimensions(), to = emb_out.dimensions();
-  auto di = in_ids.dimensions(), dout = out_ids.dimensions();
-  if (ti.size() != 2 || to.size() != 2 || ti[1] != to[1] || di.size() != 3 || dout.size() != 3 ||
-      di[0] != dout[0] || di[1] != dout[1] || in_hw.element_count() != in_ids.element_count() ||
-      in_coef.element_count() != in_ids.element_count() ||
-      sign.element_count() != out_ids.element_count() ||
-      weight.element_count() != out_ids.element_count() ||
-      out_coef.element_count() != out_ids.element_count())
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "w2vjax logistic_update: shapes do not match");
+// The tables, the input side and the results, common to both layouts of the output slots:
+// checks the shapes, points `p` at them (the tables updated in place), or says what is wrong.
+template <class Out>
+bool Setup(Problem<Out>& p, ffi::Buffer<ffi::F32>& emb_in, ffi::Buffer<ffi::F32>& emb_out,
+           ffi::Buffer<ffi::S32>& in_ids, ffi::Buffer<ffi::F32>& in_hw, ffi::Buffer<ffi::F32>& in_coef,
+           ffi::ResultBuffer<ffi::F32>& new_in, ffi::ResultBuffer<ffi::F32>& new_out,
+           ffi::ResultBuffer<ffi::F32>& loss, float cap) {
+  auto ti = emb_in.dimensions(), to = emb_out.dimensions(), di = in_ids.dimensions();
+  if (ti.size() != 2 || to.size() != 2 || ti[1] != to[1] || di.size() != 3 ||
+      in_hw.element_count() != in_ids.element_count() || in_coef.element_count() != in_ids.element_count() ||
+      loss->element_count() != di[0] * di[1])
+    return false;
   // the tables are updated in place (the caller aliases them to the results); copy if XLA did not
   if (new_in->typed_data() != emb_in.typed_data())
     std::memcpy(new_in->typed_data(), emb_in.typed_data(), emb_in.size_bytes());
   if (new_out->typed_data() != emb_out.typed_data())
     std::memcpy(new_out->typed_data(), emb_out.typed_data(), emb_out.size_bytes());
-  Problem p;
   p.emb_in = new_in->typed_data();
   p.emb_out = new_out->typed_data();
   p.v_in = ti[0];
@@ -473,15 +504,15 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
   p.in_hw = in_hw.typed_data();
   p.in_coef = in_coef.typed_data();
   p.c = di[2];
-  p.out_ids = out_ids.typed_data();
-  p.sign = sign.typed_data();
-  p.weight = weight.typed_data();
-  p.out_coef = out_coef.typed_data();
-  p.j = dout[2];
   p.steps = di[0];
   p.batch = di[1];
   p.cap = cap;
   p.loss = loss->typed_data();
+  return true;
+}
+
+template <class Out>
+void Run(Problem<Out>& p, int64_t threads, int64_t hogwild) {
   if (hogwild > 0 && threads > 1 && p.steps > 1) {
     // Hogwild: each thread takes the next micro-batch not yet taken and runs it on its own, as
     // one thread would, reading and writing the shared tables without locks (word2vec.c's and
@@ -491,7 +522,7 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
     const int n = static_cast<int>(std::min<int64_t>(threads, p.steps));
     std::atomic<int64_t> next{0};
     auto run = [&p, &next]() {
-      Problem q = p;
+      Problem<Out> q = p;
       std::vector<float> h(p.batch * p.d), dh(p.batch * p.d), part_loss(p.batch);
       q.h = h.data(), q.dh = dh.data(), q.part_loss = part_loss.data();
       Barrier one(1);
@@ -501,7 +532,7 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
     for (int t = 1; t < n; ++t) pool.emplace_back(run);
     run();
     for (auto& th : pool) th.join();
-    return ffi::Error::Success();
+    return;
   }
   const int n = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(p.batch, 1))));
   std::vector<float> h(p.batch * p.d), dh(n * p.batch * p.d), part_loss(n * p.batch);
@@ -510,9 +541,49 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
   p.part_loss = part_loss.data();
   Barrier barrier(n);
   std::vector<std::thread> pool;
-  for (int t = 1; t < n; ++t) pool.emplace_back(Work, std::cref(p), t, n, &barrier, static_cast<std::atomic<int64_t>*>(nullptr));
+  for (int t = 1; t < n; ++t)
+    pool.emplace_back(Work<Out>, std::cref(p), t, n, &barrier, static_cast<std::atomic<int64_t>*>(nullptr));
   Work(p, 0, n, &barrier);
   for (auto& th : pool) th.join();
+}
+
+ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
+                          ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
+                          ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
+                          ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
+                          ffi::Buffer<ffi::F32> out_coef, ffi::ResultBuffer<ffi::F32> new_in,
+                          ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
+                          int64_t threads, int64_t hogwild, float cap) {
+  auto di = in_ids.dimensions(), dout = out_ids.dimensions();
+  Problem<DenseOut> p;
+  if (dout.size() != 3 || di.size() != 3 || di[0] != dout[0] || di[1] != dout[1] ||
+      sign.element_count() != out_ids.element_count() || weight.element_count() != out_ids.element_count() ||
+      out_coef.element_count() != out_ids.element_count() ||
+      !Setup(p, emb_in, emb_out, in_ids, in_hw, in_coef, new_in, new_out, loss, cap))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "w2vjax logistic_update: shapes do not match");
+  p.out = DenseOut{out_ids.typed_data(), sign.typed_data(), weight.typed_data(), out_coef.typed_data(), dout[2]};
+  Run(p, threads, hogwild);
+  return ffi::Error::Success();
+}
+
+ffi::Error PathUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
+                      ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
+                      ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> word,
+                      ffi::Buffer<ffi::F32> weight, ffi::Buffer<ffi::F32> out_coef,
+                      ffi::Buffer<ffi::S32> points, ffi::Buffer<ffi::F32> signs,
+                      ffi::Buffer<ffi::S32> lens, ffi::ResultBuffer<ffi::F32> new_in,
+                      ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
+                      int64_t threads, int64_t hogwild, float cap) {
+  auto di = in_ids.dimensions(), dw = word.dimensions(), dp = points.dimensions();
+  Problem<PathOut> p;
+  if (dw.size() != 2 || di.size() != 3 || di[0] != dw[0] || di[1] != dw[1] ||
+      weight.element_count() != word.element_count() || out_coef.element_count() != word.element_count() ||
+      dp.size() != 2 || signs.element_count() != points.element_count() || lens.element_count() != dp[0] ||
+      !Setup(p, emb_in, emb_out, in_ids, in_hw, in_coef, new_in, new_out, loss, cap))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "w2vjax path_update: shapes do not match");
+  p.out = PathOut{word.typed_data(), weight.typed_data(), out_coef.typed_data(), points.typed_data(),
+                  signs.typed_data(), lens.typed_data(), dp[0], dp[1]};
+  Run(p, threads, hogwild);
   return ffi::Error::Success();
 }
 
@@ -529,6 +600,26 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // sign [S, B, J]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // weight [S, B, J]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // out_coef [S, B, J]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("hogwild")
+                                  .Attr<float>("cap"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vPathUpdate, PathUpdate,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_in [V_in, D]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_out [V_out, D]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // in_ids [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_hw [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_coef [S, B, C]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // word [S, B]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // weight [S, B]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // out_coef [S, B]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // points [V, L]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // signs [V, L]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // lens [V]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
