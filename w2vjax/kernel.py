@@ -128,14 +128,20 @@ def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weig
     coefficients), ``out_ids``, ``sign``, ``weight``, ``out_coef``: ``[S, B, J]``.  Ids out of
     range and zero weights / coefficients are skipped.  Returns ``(emb_in, emb_out, loss [S, B])``.
     """
+    return _call(TARGET, emb_in, emb_out, in_ids, in_hw, in_coef, (out_ids.astype(jnp.int32), sign, weight, out_coef),
+                 threads, hogwild, cap)
+
+
+def _call(target, emb_in, emb_out, in_ids, in_hw, in_coef, out_args, threads, hogwild, cap):
+    """Either entry of the kernel: the tables (updated in place) and the input side, then the
+    entry's own output-slot arguments; returns ``(emb_in, emb_out, loss [S, B])``."""
     s, b = in_ids.shape[:2]
     call = jax.ffi.ffi_call(
-        TARGET,
+        target,
         (jax.ShapeDtypeStruct(emb_in.shape, jnp.float32), jax.ShapeDtypeStruct(emb_out.shape, jnp.float32),
          jax.ShapeDtypeStruct((s, b), jnp.float32)),
         input_output_aliases={0: 0, 1: 1})
-    return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, out_ids.astype(jnp.int32),
-                sign, weight, out_coef, threads=np.int64(threads),
+    return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, *out_args, threads=np.int64(threads),
                 hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))
 
 
@@ -147,12 +153,6 @@ def path_update(emb_in, emb_out, in_ids, in_hw, in_coef, word, weight, out_coef,
     ``out_coef`` (``[S, B]``).  The same update as :func:`logistic_update` of the gathered paths
     (``out_ids = points[word]``, weights and coefficients zero past ``lens``), without the
     caller writing four ``[S, B, L]`` arrays per call."""
-    s, b = in_ids.shape[:2]
-    call = jax.ffi.ffi_call(
-        PATH_TARGET,
-        (jax.ShapeDtypeStruct(emb_in.shape, jnp.float32), jax.ShapeDtypeStruct(emb_out.shape, jnp.float32),
-         jax.ShapeDtypeStruct((s, b), jnp.float32)),
-        input_output_aliases={0: 0, 1: 1})
-    return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, word.astype(jnp.int32), weight,
-                out_coef, points.astype(jnp.int32), signs, lens.astype(jnp.int32), threads=np.int64(threads),
-                hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))
+    return _call(PATH_TARGET, emb_in, emb_out, in_ids, in_hw, in_coef,
+                 (word.astype(jnp.int32), weight, out_coef, points.astype(jnp.int32), signs, lens.astype(jnp.int32)),
+                 threads, hogwild, cap)

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -589,40 +590,42 @@ ffi::Error PathUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_ou
 
 }  // namespace
 
+namespace {
+
+// The arguments both entries start with, then their own output slots, then what both return.
+auto BindTablesAndInputs() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()   // emb_in [V_in, D]
+      .Arg<ffi::Buffer<ffi::F32>>()   // emb_out [V_out, D]
+      .Arg<ffi::Buffer<ffi::S32>>()   // in_ids [S, B, C]
+      .Arg<ffi::Buffer<ffi::F32>>()   // in_hw [S, B, C]
+      .Arg<ffi::Buffer<ffi::F32>>();  // in_coef [S, B, C]
+}
+
+template <class Binding>
+auto BindResults(Binding b) {
+  return std::move(b).template Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
+      .template Ret<ffi::Buffer<ffi::F32>>()      // emb_out (aliased)
+      .template Ret<ffi::Buffer<ffi::F32>>()      // loss [S, B]
+      .template Attr<int64_t>("threads")
+      .template Attr<int64_t>("hogwild")
+      .template Attr<float>("cap");
+}
+
+}  // namespace
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_in [V_in, D]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_out [V_out, D]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // in_ids [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_hw [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_coef [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // out_ids [S, B, J]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // sign [S, B, J]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // weight [S, B, J]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // out_coef [S, B, J]
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
-                                  .Attr<int64_t>("threads")
-                                  .Attr<int64_t>("hogwild")
-                                  .Attr<float>("cap"));
+                              BindResults(BindTablesAndInputs()
+                                              .Arg<ffi::Buffer<ffi::S32>>()    // out_ids [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // sign [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // weight [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()));  // out_coef [S, B, J]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vPathUpdate, PathUpdate,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_in [V_in, D]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // emb_out [V_out, D]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // in_ids [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_hw [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // in_coef [S, B, C]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // word [S, B]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // weight [S, B]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // out_coef [S, B]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // points [V, L]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // signs [V, L]
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // lens [V]
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_in (aliased)
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // emb_out (aliased)
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // loss [S, B]
-                                  .Attr<int64_t>("threads")
-                                  .Attr<int64_t>("hogwild")
-                                  .Attr<float>("cap"));
+                              BindResults(BindTablesAndInputs()
+                                              .Arg<ffi::Buffer<ffi::S32>>()    // word [S, B]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // weight [S, B]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // out_coef [S, B]
+                                              .Arg<ffi::Buffer<ffi::S32>>()    // points [V, L]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // signs [V, L]
+                                              .Arg<ffi::Buffer<ffi::S32>>()));  // lens [V]
