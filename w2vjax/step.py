@@ -461,18 +461,17 @@ def make_kernel_run(cfg: Config, tables: objectives.Tables, schedule: optax.Sche
         # a slot with a nonzero coefficient touches its row: the kernel counts the touches
         # (touch_weights: an output slot's weight is the example's mask, times the path mask)
         tables_in = (params["emb_in"], params["emb_out"])
+        in_ids, in_hw, in_gw = objectives.kernel_inputs(batch, m.model, cbow_mean=m.cbow_mean)
+        in_coef = lr * in_gw * batch["mask"][..., None]
         if paths is not None:  # the kernel looks the Huffman paths up itself
-            in_ids, in_hw, in_gw = objectives.kernel_inputs(batch, m.model, cbow_mean=m.cbow_mean)
-            in_coef = lr * in_gw * batch["mask"][..., None]
             mask = batch["mask"].astype(jnp.float32)
             emb_in, emb_out, loss = kernel.path_update(*tables_in, in_ids, in_hw, in_coef, batch["out"], mask,
                                                        lr[..., 0] * mask, *paths, threads, hogwild=hogwild,
                                                        cap=cfg.row_cap)
         else:
-            in_ids, in_hw, in_gw, out_ids, sign, weight = objectives.logistic_terms(
-                batch, tables, m.model, m.loss, cbow_mean=m.cbow_mean)
+            *_, out_ids, sign, weight = objectives.logistic_terms(batch, tables, m.model, m.loss,
+                                                                  cbow_mean=m.cbow_mean)
             _, w_out = touch_weights(jnp, batch, out_ids.shape)
-            in_coef = lr * in_gw * batch["mask"][..., None]
             emb_in, emb_out, loss = kernel.logistic_update(*tables_in, in_ids, in_hw, in_coef, out_ids, sign,
                                                            weight, lr * w_out, threads, hogwild=hogwild,
                                                            cap=cfg.row_cap)

@@ -229,6 +229,62 @@ inline float Log1pUnit(float e) {
   return 2.0f * s * q;
 }
 
+// sigma(-z) and -log sigma(z) = softplus(-z) of n slots from one exp each: x holds z = s (v . h)
+// and gets a = w s sigma(-z); returns sum w softplus(-z), the slots' loss.
+#if defined(__AVX512F__)
+inline __m512 ExpNonPositive16(__m512 x) {  // ExpNonPositive, 16 at a time
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
+  q = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(q, r), r, r), _mm512_set1_ps(1.0f));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(q, _mm512_castsi512_ps(bits));
+}
+
+inline __m512 Log1pUnit16(__m512 e) {  // Log1pUnit, 16 at a time
+  const __m512 s = _mm512_div_ps(e, _mm512_add_ps(_mm512_set1_ps(2.0f), e)), s2 = _mm512_mul_ps(s, s);
+  __m512 q = _mm512_set1_ps(1.0f / 15.0f);
+  for (const float c : {1.0f / 13.0f, 1.0f / 11.0f, 1.0f / 9.0f, 1.0f / 7.0f, 1.0f / 5.0f, 1.0f / 3.0f, 1.0f})
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(c));
+  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), s), q);
+}
+
+inline float Logistic(float* x, const float* w, const float* sign, int n) {
+  __m512 loss = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 z = _mm512_maskz_loadu_ps(m, x + i), wv = _mm512_maskz_loadu_ps(m, w + i);
+    const __m512 ez = ExpNonPositive16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(z)));
+    const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 num = _mm512_mask_blend_ps(pos, _mm512_set1_ps(1.0f), ez);
+    const __m512 a = _mm512_div_ps(_mm512_mul_ps(_mm512_mul_ps(wv, _mm512_maskz_loadu_ps(m, sign + i)), num),
+                                   _mm512_add_ps(_mm512_set1_ps(1.0f), ez));
+    _mm512_mask_storeu_ps(x + i, m, a);
+    const __m512 sp = _mm512_add_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), _mm512_setzero_ps()), Log1pUnit16(ez));
+    loss = _mm512_fmadd_ps(wv, sp, loss);  // (lanes past n: w = 0, z = 0)
+  }
+  return _mm512_reduce_add_ps(loss);
+}
+#else
+inline float Logistic(float* x, const float* w, const float* sign, int n) {
+  float loss = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float z = x[i], ez = ExpNonPositive(-std::fabs(z));
+    x[i] = w[i] * sign[i] * (z > 0.0f ? ez : 1.0f) / (1.0f + ez);
+    loss += w[i] * (std::max(-z, 0.0f) + Log1pUnit(ez));
+  }
+  return loss;
+}
+#endif
+
 // The thread that owns a row: a multiplicative hash mapped onto [0, threads) by a multiply and
 // shift (no division per slot).
 inline int Owner(int32_t id, int threads) {
@@ -359,7 +415,7 @@ void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atom
   // this thread's own scratch (not a shared array written by two threads a few bytes apart,
   // whose cache lines they would keep taking from each other)
   const int64_t j = p.out.j;
-  std::vector<float> sx(j), g(d), my_a(b * j);
+  std::vector<float> sx(j), wt(j), sg(j), g(d), my_a(b * j);
   std::vector<int32_t> mine(j);
   std::vector<float*> rows(j);
   // the row-update cap's touch counts of the rows this thread owns: each slot that updates its
@@ -410,16 +466,12 @@ void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atom
         if (cap && p.out.Coef(ex, k) != 0.0f) Touch(touch_out[id], stamp);
         if (p.out.Weight(ex, k) == 0.0f) continue;
         rows[n] = p.emb_out + id * d;
-        sx[n] = p.out.Sign(ex, k) * Dot(rows[n], h, d);
+        wt[n] = p.out.Weight(ex, k);
+        sg[n] = p.out.Sign(ex, k);
+        sx[n] = sg[n] * Dot(rows[n], h, d);
         mine[n++] = static_cast<int32_t>(k);
       }
-      float loss = 0.0f;
-      for (int i = 0; i < n; ++i) {  // sigma(-z) and -log sigma(z) = softplus(-z) from one exp
-        const float z = sx[i], ez = ExpNonPositive(-std::fabs(z)), w = p.out.Weight(ex, mine[i]);
-        sx[i] = w * p.out.Sign(ex, mine[i]) * (z > 0.0f ? ez : 1.0f) / (1.0f + ez);
-        loss += w * (std::max(-z, 0.0f) + Log1pUnit(ez));
-      }
-      my_loss[e] = loss;
+      my_loss[e] = Logistic(sx.data(), wt.data(), sg.data(), n);
       float* a = my_a.data() + e * j;
       for (int i = 0; i < n; ++i) a[mine[i]] = sx[i];
       WeightedSum(n, sx.data(), rows.data(), dh, d);
