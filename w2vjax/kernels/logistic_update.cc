@@ -194,18 +194,22 @@ inline void Prefetch(const float* row, int64_t d) {
 
 // e^x for x <= 0 (clamped at -87, under which it is ~0): Cephes' expf, within 2 ulp, inline
 // (libm's expf and log1pf, called per slot, had cost more than the rest
-// of the update together).
+// of the update together).  Its constants, and log(1 + e)'s below, serve the scalar function
+// and its 16-wide AVX-512 twin alike.
+constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = 2.12194440e-4f;
+constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+// log(1 + e) = 2 atanh(s) = 2 s sum_k s^2k / (2k + 1), highest term first
+constexpr float kAtanhSeries[] = {1.0f / 15.0f, 1.0f / 13.0f, 1.0f / 11.0f, 1.0f / 9.0f,
+                                  1.0f / 7.0f,  1.0f / 5.0f,  1.0f / 3.0f,  1.0f};
+
 inline float ExpNonPositive(float x) {
   x = std::max(x, -87.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float q = 1.9875691500e-4f;
-  q = q * r + 1.3981999507e-3f;
-  q = q * r + 8.3334519073e-3f;
-  q = q * r + 4.1665795894e-2f;
-  q = q * r + 1.6666665459e-1f;
-  q = q * r + 5.0000001201e-1f;
+  const float n = std::floor(x * kLog2e + 0.5f);
+  float r = x - n * kLn2Hi;
+  r = r + n * kLn2Lo;
+  float q = kExpPoly[0];
+  for (int i = 1; i < 6; ++i) q = q * r + kExpPoly[i];
   q = q * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n >= -126 here
   float scale;
@@ -218,14 +222,8 @@ inline float ExpNonPositive(float x) {
 // z in [-100, 100]: e^-|z| within 1e-7, softplus and the sigmoid within 3e-7 (relative).
 inline float Log1pUnit(float e) {
   const float s = e / (2.0f + e), s2 = s * s;
-  float q = 1.0f / 15.0f;
-  q = q * s2 + 1.0f / 13.0f;
-  q = q * s2 + 1.0f / 11.0f;
-  q = q * s2 + 1.0f / 9.0f;
-  q = q * s2 + 1.0f / 7.0f;
-  q = q * s2 + 1.0f / 5.0f;
-  q = q * s2 + 1.0f / 3.0f;
-  q = q * s2 + 1.0f;
+  float q = kAtanhSeries[0];
+  for (int i = 1; i < 8; ++i) q = q * s2 + kAtanhSeries[i];
   return 2.0f * s * q;
 }
 
@@ -234,16 +232,12 @@ inline float Log1pUnit(float e) {
 #if defined(__AVX512F__)
 inline __m512 ExpNonPositive16(__m512 x) {  // ExpNonPositive, 16 at a time
   x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), _mm512_set1_ps(0.5f)),
                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 q = _mm512_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(kExpPoly[i]));
   q = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(q, r), r, r), _mm512_set1_ps(1.0f));
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
   return _mm512_mul_ps(q, _mm512_castsi512_ps(bits));
@@ -251,9 +245,8 @@ inline __m512 ExpNonPositive16(__m512 x) {  // ExpNonPositive, 16 at a time
 
 inline __m512 Log1pUnit16(__m512 e) {  // Log1pUnit, 16 at a time
   const __m512 s = _mm512_div_ps(e, _mm512_add_ps(_mm512_set1_ps(2.0f), e)), s2 = _mm512_mul_ps(s, s);
-  __m512 q = _mm512_set1_ps(1.0f / 15.0f);
-  for (const float c : {1.0f / 13.0f, 1.0f / 11.0f, 1.0f / 9.0f, 1.0f / 7.0f, 1.0f / 5.0f, 1.0f / 3.0f, 1.0f})
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(c));
+  __m512 q = _mm512_set1_ps(kAtanhSeries[0]);
+  for (int i = 1; i < 8; ++i) q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(kAtanhSeries[i]));
   return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), s), q);
 }
 
