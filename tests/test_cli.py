@@ -4,9 +4,13 @@ import re
 import subprocess
 import sys
 
+import dataclasses
+
 import pytest
 
-from w2vjax.cli import main
+import w2vjax
+from w2vjax.cli import build_parser, config_from_args, main
+from w2vjax.config import SECTIONS, Config, make_config
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,8 @@ def _err(argv, capsys, code=2):
     (["--sample", "-1"], "--sample"),
     (["--batch-size", "0"], "--batch-size"),
     (["--cpu-kernel", "--loss", "softmax"], "--cpu-kernel"),
-    (["--cpu-kernel", "--no-host-prep"], "--cpu-kernel"),
+    (["--cpu-kernel", "--device-windows"], "--cpu-kernel"),
+    (["--cpu-kernel", "--shared-negatives", "--model", "skipgram"], "--cpu-kernel"),
     (["--threads", "-1"], "--threads"),
 ])
 def test_impossible_settings(tmp_path, capsys, flags, needle):
@@ -143,3 +148,75 @@ def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
                         "--workdir", str(tmp_path / "wd")], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("w2vjax: error:") and "Traceback" not in r.stderr
+
+
+def _settings():
+    return [f for klass in SECTIONS.values() for f in dataclasses.fields(klass)]
+
+
+def _default_shown(f):
+    if f.metadata["default_help"] is not None:
+        return f.metadata["default_help"]
+    return "off" if isinstance(f.default, bool) else str(f.default)
+
+
+def test_help_lists_every_setting_with_its_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option, so no default is wrapped
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    # one entry per option: its line and, for a long flag, the help on the next one
+    entries = {m.group(1): " ".join(m.group(2).split())
+               for m in re.finditer(r"^  (--[\w-]+)(.*(?:\n {4,}\S.*)*)", out, re.M)}
+    for f in _settings():
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        assert flag in entries, f"{flag} missing from train --help"
+        entry = entries[flag]
+        assert f.metadata["help"] in entry and entry.endswith(f"(default: {_default_shown(f)})"), entry
+    assert "--host-prep" not in out and "--hogwild" not in out and "--no-hogwild" not in out
+
+
+def test_generated_flags_set_their_fields():
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["train"])) == Config().validate()  # flag defaults are the fields'
+    cfg = config_from_args(parse(["train", "--dim", "7", "--cbow-sum", "--no-cpu-kernel", "--lr", "0.1",
+                                  "--max-vocab", "1000", "--row-update-cap", "8", "--model", "skipgram",
+                                  "--loss", "hs", "--device-windows", "--threads", "2", "--shard-tables",
+                                  "--cbow-exact-grad", "--sample", "0", "--eval-every", "0.5"]))
+    assert cfg == make_config(dim=7, cbow_mean=False, cpu_kernel=False, lr=0.1, max_vocab=1000,
+                              row_update_cap=8.0, model="skipgram", loss="hs", device_windows=True, threads=2,
+                              shard_tables=True, cbow_exact_grad=True, sample=0.0, eval_every=0.5)
+    assert cfg.model.dim == 7 and cfg.model.cbow_mean is False and cfg.train.cpu_kernel is False
+    assert cfg.lr == 0.1 and isinstance(cfg.train.row_update_cap, float) and isinstance(cfg.data.max_vocab, int)
+    args = parse(["train", "c.txt", "--workdir", "w", "--quiet", "--force", "--no-eval", "--shared-negatives",
+                  "--model", "skipgram", "--devices", "2", "--data-shards", "4", "--process-id", "1"])
+    cfg = config_from_args(args)
+    assert cfg.model.shared_negatives and cfg.train.devices == 2 and cfg.train.data_shards == 4
+    assert (args.corpus, args.workdir, args.quiet, args.force, args.no_eval, args.process_id) == \
+        ("c.txt", "w", True, True, True, 1)
+
+
+def test_version_without_jax(tmp_path):
+    code = ("import sys\nfrom w2vjax.cli import main\ntry:\n    main(['--version'])\n"
+            "except SystemExit as e:\n    print(e.code, 'jax' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.stdout == f"w2vjax {w2vjax.__version__}\n" and r.stderr.split() == ["0", "False"], r
+    r = subprocess.run([sys.executable, "-m", "w2vjax", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == f"w2vjax {w2vjax.__version__}"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--dim", "x"], "--dim: invalid int value: 'x'"),
+    (["train", "--lr", "fast"], "--lr: invalid float value"),
+    (["train", "--model", "glove"], "--model: invalid choice"),
+    (["train", "--host-prep"], "unrecognized arguments: --host-prep"),
+    (["train", "--no-hogwild"], "unrecognized arguments: --no-hogwild"),
+    (["fit"], "invalid choice: 'fit'"),
+])
+def test_bad_flags_are_one_line(capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("w2vjax: error: ") and needle in err, err

@@ -1,22 +1,26 @@
 """Command line: thin wrappers over the Python API.
 
     w2vjax train [CORPUS] --workdir DIR [--model cbow|skipgram] [--loss ns|hs|softmax] ...
+    w2vjax --version
     w2vjax neighbors VECTORS WORD [WORD ...]
     w2vjax analogy VECTORS A B C
     w2vjax eval VECTORS
 
-Bad input exits with status 2 and one line on stderr, never a traceback (set
-W2VJAX_DEBUG=1 to see one).
+The train settings' flags are generated from the config dataclasses (:mod:`w2vjax.config`):
+each field is ``--kebab-name`` with its help text and default.  Bad input exits with status 2
+and one line on stderr, never a traceback (set W2VJAX_DEBUG=1 to see one).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import typing
 
-from .config import make_config
+from .config import SECTIONS, Config, make_config
 
 
 def _train(args) -> int:
@@ -26,19 +30,7 @@ def _train(args) -> int:
                                               args.distributed)
     sharding.one_xla_cpu_thread(not several, args.devices)
     from .train import Interrupted, train_and_evaluate
-    cfg = make_config(model=args.model, loss=args.loss, dim=args.dim, window=args.window,
-                      negative=args.negative, min_count=args.min_count, max_vocab=args.max_vocab,
-                      sample=args.sample, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                      steps_per_call=args.steps_per_call, seed=args.seed,
-                      noise_exponent=args.noise_exponent, cbow_mean=not args.cbow_sum,
-                      shared_negatives=args.shared_negatives or None,
-                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
-                      keep=args.keep, row_update_cap=args.row_update_cap,
-                      max_sentence_length=args.max_sentence_length, eval_every=args.eval_every,
-                      devices=args.devices, shard_tables=args.shard_tables or None,
-                      data_shards=args.data_shards, host_prep=args.host_prep,
-                      device_windows=args.device_windows, cpu_kernel=args.cpu_kernel,
-                      threads=args.threads, hogwild=args.hogwild)
+    cfg = config_from_args(args)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force)
@@ -88,75 +80,82 @@ def _eval(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors (an unknown flag, ``--dim x``) are one line, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"w2vjax: error: {message} (see {self.prog} --help)\n")
+
+
+def _setting_fields():
+    """(section, field) for every config field, in declaration order."""
+    for section, klass in SECTIONS.items():
+        for f in dataclasses.fields(klass):
+            yield section, f
+
+
+def config_from_args(args) -> Config:
+    """The validated Config of parsed ``train`` arguments (each field's flag has its name as dest)."""
+    return make_config(**{f.name: getattr(args, f.name) for _, f in _setting_fields()})
+
+
+def _add_setting(parser, f, kind) -> None:
+    """One generated flag: ``--kebab-name`` (or ``metadata["flag"]``), dest the field's name,
+    help the field's with its default."""
+    meta = f.metadata
+    flag = meta["flag"] or "--" + f.name.replace("_", "-")
+    shown = meta["default_help"]
+    kw: dict = {"dest": f.name, "default": f.default}
+    if kind is bool and f.default is None:  # three-way: on, off, or decided by the run
+        kw["action"] = argparse.BooleanOptionalAction
+    elif kind is bool:  # the flag flips the default
+        if f.default and not meta["flag"]:
+            raise TypeError(f"{f.name}: a bool setting that defaults to True needs a flag naming its opposite")
+        kw["action"] = "store_false" if f.default else "store_true"
+        shown = shown or "off"
+    else:
+        kw["type"] = kind
+        kw["metavar"] = {int: "N", float: "X"}.get(kind, f.name.upper())
+        if meta["choices"]:
+            kw["choices"], kw["metavar"] = meta["choices"], None
+    if shown is None:
+        shown = f.default
+    kw["help"] = f"{meta['help']} (default: {shown})".replace("%", "%%")
+    parser.add_argument(flag, **kw)
+
+
+def _add_settings(groups) -> None:
+    hints = {section: typing.get_type_hints(klass) for section, klass in SECTIONS.items()}
+    for section, f in _setting_fields():
+        kind = hints[section][f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if args else kind  # Optional[int] -> int
+        _add_setting(groups[f.metadata["group"] or section], f, kind)
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="w2vjax", description="word2vec in JAX: skip-gram and CBOW with "
-                                "negative sampling, hierarchical softmax or full softmax.")
+    p = _Parser(prog="w2vjax", description="word2vec in JAX: skip-gram and CBOW with "
+                "negative sampling, hierarchical softmax or full softmax.")
+    p.add_argument("--version", action="version", version=f"w2vjax {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train vectors on a corpus (default: the embedded text8 sample)")
     t.add_argument("corpus", nargs="?", default=None,
                    help="text, .gz, .bz2 or .zip with one text file; omitted: embedded 2.1M-word text8 sample")
     t.add_argument("--workdir", default="w2vjax-run", help="output directory (default: %(default)s)")
-    t.add_argument("--model", choices=("cbow", "skipgram"), default="cbow")
-    t.add_argument("--loss", choices=("ns", "hs", "softmax"), default="ns")
-    t.add_argument("--dim", type=int, default=100)
-    t.add_argument("--window", type=int, default=5)
-    t.add_argument("--negative", type=int, default=5)
-    t.add_argument("--min-count", type=int, default=5)
-    t.add_argument("--max-vocab", type=int, default=None)
-    t.add_argument("--max-sentence-length", type=int, default=10000)
-    t.add_argument("--sample", type=float, default=1e-3)
-    t.add_argument("--noise-exponent", type=float, default=0.75)
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--lr", type=float, default=None, help="default: 0.05 for cbow, 0.025 for skipgram")
-    t.add_argument("--batch-size", type=int, default=None,
-                   help="examples per SGD update (default 256, 48 center windows with --shared-negatives; "
-                        "16x that on GPU/TPU)")
-    t.add_argument("--shared-negatives", action="store_true",
-                   help="skip-gram/ns: draw one set of negatives per center window instead of per pair "
-                        "(about 1.3x faster on CPU; see README for its measured quality)")
-    t.add_argument("--row-update-cap", type=float, default=None,
-                   help="a row touched m times in one update gets its summed update scaled by "
-                        "1/max(1, m/CAP) (default 16 * (batch/256)^(1/3): 16 at 256, 40 at 4096; "
-                        "0 turns it off; see README)")
-    t.add_argument("--steps-per-call", type=int, default=128, help="updates per jitted call (lax.scan)")
-    t.add_argument("--cbow-sum", action="store_true", help="CBOW input is the sum, not the mean")
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--checkpoint-every", type=int, default=0,
-                   help="save a checkpoint every N updates (also every --checkpoint-minutes, at each "
-                        "epoch end, on SIGINT/SIGTERM and at the end); rerunning resumes from the latest")
-    t.add_argument("--checkpoint-minutes", type=float, default=10.0)
-    t.add_argument("--keep", type=int, default=3, help="checkpoints kept")
     t.add_argument("--force", action="store_true",
                    help="discard checkpoints of a run with other settings in --workdir and start over")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
-    t.add_argument("--eval-every", type=float, default=0.0,
-                   help="also evaluate every this many epochs (e.g. 0.25) into metrics.jsonl, for "
-                        "quality-vs-words curves (default: 0, off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--host-prep", action=argparse.BooleanOptionalAction, default=None,
-                   help="draw noise words and count row touches on the host (default: on CPU only)")
-    t.add_argument("--device-windows", action=argparse.BooleanOptionalAction, default=None,
-                   help="send raw token ids and make the examples (subsampling, windows, noise words) on the "
-                        "device (default: on GPU/TPU unless --data-shards is above 1)")
-    t.add_argument("--cpu-kernel", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the negative-sampling / hierarchical-softmax update as a fused C++ kernel "
-                        "(default: on a one-device CPU run, when it compiles)")
-    t.add_argument("--threads", type=int, default=0,
-                   help="threads of the CPU kernel (default: 0, the cores this process may use; 1 gives the "
-                        "same vectors on every run)")
-    t.add_argument("--hogwild", action=argparse.BooleanOptionalAction, default=None,
-                   help="with several kernel threads, each updates the tables without locks, as word2vec.c's "
-                        "and gensim's threads do (default); --no-hogwild: the threads share each batch by "
-                        "rows, slower, the same vectors for a thread count")
-    g = t.add_argument_group("devices and processes")
-    g.add_argument("--devices", type=int, default=None,
-                   help="devices per process to split each batch over (default: all local ones)")
-    g.add_argument("--shard-tables", action="store_true",
-                   help="shard both tables by rows over the devices, for vocabularies too big for one")
-    g.add_argument("--data-shards", type=int, default=0,
-                   help="contiguous corpus parts streamed side by side, a multiple of the processes "
-                        "(default 0: one per process); fixes the data order whatever the process count")
+    groups = {section: t.add_argument_group(f"{section} settings ({klass.__doc__.rstrip('.').lower()})")
+              for section, klass in SECTIONS.items()}
+    g = groups["devices"] = t.add_argument_group("devices and processes")
+    _add_settings(groups)
     g.add_argument("--coordinator", default=None,
                    help="HOST:PORT of process 0 for a multi-process run (or JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=int, default=None, help="processes in the run (or JAX_NUM_PROCESSES)")

@@ -1,9 +1,10 @@
 """Run configuration: frozen dataclasses, validated in one place.
 
-Defaults follow word2vec.c (``-cbow 1 -size 100 -window 5 -negative 5 -hs 0
--sample 1e-3 -min-count 5 -iter 5``; ``-alpha`` 0.05 for CBOW and 0.025 for
-skip-gram).  Durations given in epochs and words are turned into steps in
-:func:`steps_per_epoch`-style helpers of the trainer, never here.
+Every field carries its help text (``metadata["help"]``); the command line is generated from
+these fields (:mod:`w2vjax.cli`), so a setting is declared once.  Defaults follow word2vec.c
+(``-cbow 1 -size 100 -window 5 -negative 5 -hs 0 -sample 1e-3 -min-count 5 -iter 5``;
+``-alpha`` 0.05 for CBOW and 0.025 for skip-gram).  Durations given in epochs and words are
+turned into steps by the trainer, never here.
 """
 
 from __future__ import annotations
@@ -13,75 +14,116 @@ import json
 from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
-# Train settings that change how a run is carried out but not what it computes.
-RUNTIME_FIELDS = ("log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep", "eval_every",
-                  "devices", "shard_tables", "cpu_kernel", "threads", "hogwild")
 LOSSES = ("ns", "hs", "softmax")
 ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
+# Settings since removed, and why: from_dict drops them from old config.json files, make_config says so.
+REMOVED_FIELDS = {"train": {
+    "host_prep": "the host stream always draws the noise words (the XLA engine counts row touches on the device)",
+    "hogwild": "several CPU kernel threads always run Hogwild; --threads 1 gives the same vectors on every run",
+}}
 
 
 class ConfigError(ValueError):
     """An impossible or inconsistent setting; the message says which and why."""
 
 
+def setting(default: Any, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,
+            runtime: bool = False, default_help: Optional[str] = None, group: Optional[str] = None):
+    """A config field with its command-line description.
+
+    ``help``: what the setting does (``--help`` adds the default).  ``flag``: the option's
+    spelling when not ``--kebab-name`` (a bool defaulting to True is then a flag that turns it
+    off).  ``runtime``: it changes how a run is carried out, not what it computes, so a resumed
+    run may change it.  ``default_help``: the default as ``--help`` shows it (what None means).
+    ``group``: the ``--help`` section, when not the dataclass's.
+    """
+    meta = {"help": help, "flag": flag, "choices": choices, "runtime": runtime,
+            "default_help": default_help, "group": group}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    min_count: int = 5
-    max_vocab: Optional[int] = None  # keep only the most frequent N words
-    max_sentence_length: int = 10000  # long lines are cut into chunks of this many in-vocab words
-    sample: float = 1e-3  # subsampling threshold t; 0 disables
-    window: int = 5
-    noise_exponent: float = 0.75
+    """Corpus and vocabulary."""
+
+    min_count: int = setting(5, "words seen fewer times are left out of the vocabulary")
+    max_vocab: Optional[int] = setting(None, "keep only the N most frequent words", default_help="no limit")
+    max_sentence_length: int = setting(
+        10000, "longer lines are cut into chunks of this many in-vocabulary words")
+    sample: float = setting(1e-3, "subsampling threshold t for frequent words (word2vec.c's -sample); 0 disables")
+    window: int = setting(5, "context words on each side of the center, at most (word2vec.c's -window)")
+    noise_exponent: float = setting(0.75, "noise distribution: the unigram counts raised to this power")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    model: str = "cbow"
-    loss: str = "ns"
-    dim: int = 100
-    negative: int = 5
-    cbow_mean: bool = True  # CBOW input vector: mean (True) or sum (False) of the context vectors
-    shared_negatives: bool = False  # skip-gram NS: one set of negatives per center window (faster)
+    """Architecture and loss."""
+
+    model: str = setting("cbow", "cbow: predict the center from its context; skipgram: predict each "
+                         "context word from the center", choices=MODELS)
+    loss: str = setting("ns", "ns: negative sampling; hs: hierarchical softmax (Huffman tree); "
+                        "softmax: full softmax (small vocabularies)", choices=LOSSES)
+    dim: int = setting(100, "vector dimension")
+    negative: int = setting(5, "noise words per positive example (--loss ns)")
+    cbow_mean: bool = setting(True, "CBOW: the input is the sum of the context vectors, not their mean",
+                              flag="--cbow-sum", default_help="off, the mean")
+    cbow_exact_grad: bool = setting(
+        False, "CBOW: context rows get the exact gradient of the mean/sum (Rong 2014) instead of "
+        "word2vec.c's update (which adds the full dL/dh to every context row with the mean)")
+    shared_negatives: bool = setting(
+        False, "skip-gram/ns: one set of negatives per center window, shared by its context words "
+        "(BlazingText's and FULL-W2V's layout); run by the XLA engine, not the CPU kernel")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    lr: Optional[float] = None  # None: 0.05 for CBOW, 0.025 for skip-gram (word2vec.c)
-    min_lr_ratio: float = 1e-4  # word2vec.c floors the rate at lr * 1e-4
-    batch_size: Optional[int] = None  # examples per update; None: 256 (48 windows for shared negatives), 16x on GPU/TPU
-    steps_per_call: int = 128  # updates run inside one jitted call (lax.scan)
-    seed: int = 1
-    log_every_s: float = 2.0  # seconds between metrics.jsonl lines / progress refreshes
-    prefetch: int = 4  # batches the host streamer keeps ready
-    # a row's summed update per step counts at most this many examples; 0 = off; None: by batch size
-    # (Config.row_cap: 16 at 256, 40 at 4096, 64 at 16384)
-    row_update_cap: Optional[float] = None
-    softmax_chunk: int = 0  # vocab chunk for full softmax's logsumexp; 0 = automatic
-    checkpoint_every: int = 0  # save every N updates (0: off); also at each epoch end and at the end
-    checkpoint_minutes: float = 10.0  # and every M minutes (0: off)
-    keep: int = 3  # checkpoints kept
-    devices: Optional[int] = None  # devices per process used for data parallelism; None: all local ones
-    shard_tables: bool = False  # shard the tables by rows over the devices (vocabularies too big for one)
-    data_shards: int = 0  # streams the corpus is split into (one or more per process); 0: one per process
-    eval_every: float = 0.0  # evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl; 0: off
-    # draw the noise words and count the row-update cap's touches on the host (prefetch thread)
-    # instead of on the device; None: on CPU only (there, end to end: sg-ns +35-40 %, cbow-ns
-    # +25-78 %, sg-hs +12 % words/s, see README; an accelerator does both faster than a host
-    # core could feed it)
-    host_prep: Optional[bool] = None
-    # make the examples on the device from rows of raw token ids (w2vjax.windows) instead of in
-    # the host stream; None: on accelerators (unless data_shards > 1), where a host core cannot feed the
-    # device; CPU keeps the host stream, which wastes no compute on empty slots
-    device_windows: Optional[bool] = None
-    # run the negative-sampling / hierarchical-softmax update as the fused C++ kernel
-    # (w2vjax.kernel) on a one-device CPU run with the host stream; None: there, when it builds
-    cpu_kernel: Optional[bool] = None
-    threads: int = 0  # the CPU kernel's threads; 0: the cores this process may use
-    # several kernel threads: True/None, Hogwild (each runs its own micro-batches, no locks, as
-    # word2vec.c's and gensim's threads do; the result depends on their timing); False: they
-    # share each micro-batch by rows (the same result for a thread count, slower)
-    hogwild: Optional[bool] = None
+    """Optimisation, checkpoints and how the run is carried out."""
+
+    epochs: int = setting(5, "passes over the corpus")
+    lr: Optional[float] = setting(None, "initial learning rate, decayed linearly over the run",
+                                  default_help="by model: 0.05 for CBOW, 0.025 for skip-gram, as word2vec.c")
+    min_lr_ratio: float = setting(1e-4, "the rate's floor as a fraction of --lr (word2vec.c's)")
+    batch_size: Optional[int] = setting(
+        None, "examples per update",
+        default_help="256 on CPU, 48 center windows with --shared-negatives; 16x that on GPU/TPU")
+    steps_per_call: int = setting(128, "updates run inside one jitted call (lax.scan)")
+    seed: int = setting(1, "random seed (initial vectors, subsampling, windows, noise words)")
+    log_every_s: float = setting(2.0, "seconds between metrics.jsonl lines and progress refreshes", runtime=True)
+    prefetch: int = setting(4, "batches the host stream keeps ready", runtime=True)
+    row_update_cap: Optional[float] = setting(
+        None, "a row touched m times in one update gets its summed update scaled by 1/max(1, m/CAP), "
+        "so a frequent row's stale sum cannot overshoot; 0 turns it off",
+        default_help="16 * (batch / 256) ** (1/3): 16 at 256, 40 at 4096")
+    softmax_chunk: int = setting(0, "vocabulary chunk of full softmax's logsumexp; 0: automatic")
+    checkpoint_every: int = setting(
+        0, "save a checkpoint every N updates (0: off); also every --checkpoint-minutes, at each epoch end, "
+        "on SIGINT/SIGTERM and at the end; rerunning resumes from the latest", runtime=True)
+    checkpoint_minutes: float = setting(10.0, "also save every M minutes (0: off)", runtime=True)
+    keep: int = setting(3, "checkpoints kept", runtime=True)
+    devices: Optional[int] = setting(None, "devices per process to split each batch over", runtime=True,
+                                     default_help="all local ones", group="devices")
+    shard_tables: bool = setting(False, "shard both tables by rows over the devices, for vocabularies "
+                                 "too big for one", runtime=True, group="devices")
+    data_shards: int = setting(
+        0, "contiguous corpus parts streamed side by side, a multiple of the processes (0: one per "
+        "process); fixes the data order whatever the process count", group="devices")
+    eval_every: float = setting(
+        0.0, "also evaluate (analogies, WS-353, SimLex) every this many epochs into metrics.jsonl (0: off)",
+        runtime=True)
+    device_windows: Optional[bool] = setting(
+        None, "send raw token ids and make the examples (subsampling, windows, noise words) on the device "
+        "instead of in the host stream", default_help="on GPU/TPU unless --data-shards is above 1")
+    cpu_kernel: Optional[bool] = setting(
+        None, "run the negative-sampling / hierarchical-softmax update as the fused C++ kernel "
+        "(w2vjax.kernel) on the host stream's examples", runtime=True,
+        default_help="on a one-device CPU run, when it builds")
+    threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
+                           "1 gives the same vectors on every run", runtime=True)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Train settings that change how a run is carried out but not what it computes.
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +141,7 @@ class Config:
     @property
     def windows(self) -> bool:
         """Whether examples are center windows ``[2W]`` (CBOW; skip-gram with shared
-        negatives, where a center's output rows are gathered once for all its contexts) or
-        skip-gram (context, center) pairs."""
+        negatives) or skip-gram (context, center) pairs."""
         m = self.model
         return m.model == "cbow" or (m.loss == "ns" and m.shared_negatives)
 
@@ -110,22 +151,17 @@ class Config:
 
     @property
     def cpu_batch_size(self) -> int:
-        """The default batch on CPU: 256 examples; 48 skip-gram center windows (with shared
-        negatives), since a window holds ~2 * mean(b) = 6 (context, center) pairs at window 5."""
+        """The default batch on CPU: 256 examples, or 48 skip-gram center windows (shared
+        negatives): a window holds ~2 * mean(b) = 6 pairs at window 5, so about as many pairs."""
         return 48 if (self.model.model == "skipgram" and self.windows) else 256
 
     @property
     def row_cap(self) -> float:
-        """The row-update cap (see :func:`w2vjax.step.cap_row_updates`): ``row_update_cap``, or
-        by default ``16 * (batch / 256) ** (1/3)``: 16 at 256 examples per update, 40 at 4096, 64
-        at 16384, 102 at 65536 (skip-gram center windows: ``batch / 48``, the same pairs).  The
-        best of the caps tried at each batch size (16.9 M words, 1 epoch, skip-gram/NS, analogy
-        %: 256: 15.37 at 16 vs 14.99 at 64; 4096: 16.25 at 40 vs
-        15.10 at 16 and 15.83 at 64; 16384: 15.75 at 64 vs 9.48 at 16 and 13.57 at 256, diverging
-        without a cap; 65536: 13.70 at 128 vs 11.02 at 64, diverging at 256; see
-        ``benchmarks/results/row_cap_vs_batch.md``).  A larger batch sums more updates of a
-        frequent row, so it needs a larger cap to let that row learn, but not so large that
-        the stale sum overshoots."""
+        """The row-update cap (:func:`w2vjax.step.cap_row_updates`): ``row_update_cap``, or by
+        default ``16 * (batch / 256) ** (1/3)`` (skip-gram center windows: ``batch / 48``).  A larger
+        batch sums more updates of a frequent row, so it needs a larger cap to let that row learn,
+        but not one so large that the stale sum overshoots; see
+        ``benchmarks/results/row_cap_vs_batch.md``."""
         if self.train.row_update_cap is not None:
             return float(self.train.row_update_cap)
         return ROW_CAP * max(1.0, self.batch_size / self.cpu_batch_size) ** (1 / 3)
@@ -133,13 +169,10 @@ class Config:
     def for_platform(self, platform: str) -> "Config":
         """This config with the defaults that depend on the backend filled in.
 
-        On an accelerator an update of 256 examples is a few microseconds of work behind a
-        dozen kernel launches, so the default batch is 16x larger there: 4096 examples (768
-        center windows with shared negatives).  With the row cap that grows with it
-        (:attr:`row_cap`, 40) it kept quality in our CPU check (16.9 M words, 1 epoch, analogy % /
-        WS-353: skip-gram/NS 16.25 / 0.532 against 15.37 / 0.512 at 256; skip-gram/HS 22.05 /
-        0.634 against gensim's 22.20 / 0.601; see ``benchmarks/results/accelerator_defaults_quality.md``);
-        16384 did too (15.75 / 0.533).  An explicit batch size is kept; CPU keeps 256.
+        An accelerator's update of 256 examples is a few microseconds of work behind a dozen
+        kernel launches, so its default batch is 16x larger (the row cap grows with it, see
+        :attr:`row_cap`; quality: ``benchmarks/results/accelerator_defaults_quality.md``).  An
+        explicit batch size is kept; CPU keeps 256.
         """
         if platform == "cpu" or self.train.batch_size is not None:
             return self
@@ -166,10 +199,10 @@ class Config:
             (d.noise_exponent >= 0, f"--noise-exponent must be >= 0, got {d.noise_exponent}"),
             (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (0 < t.min_lr_ratio <= 1, f"min_lr_ratio must be in (0, 1], got {t.min_lr_ratio}"),
+            (0 < t.min_lr_ratio <= 1, f"--min-lr-ratio must be in (0, 1], got {t.min_lr_ratio}"),
             (t.batch_size is None or t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
             (t.steps_per_call >= 1, f"--steps-per-call must be at least 1, got {t.steps_per_call}"),
-            (t.prefetch >= 1, f"prefetch must be at least 1, got {t.prefetch}"),
+            (t.prefetch >= 1, f"--prefetch must be at least 1, got {t.prefetch}"),
             (t.row_update_cap is None or t.row_update_cap >= 0,
              f"--row-update-cap must be >= 0, got {t.row_update_cap}"),
             (t.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {t.checkpoint_every}"),
@@ -180,14 +213,12 @@ class Config:
             (not t.shard_tables or m.loss != "softmax",
              "--shard-tables cannot be used with --loss softmax (it reads every output row)"),
             (t.eval_every >= 0, f"--eval-every must be >= 0 epochs (0: off), got {t.eval_every}"),
-            (t.softmax_chunk >= 0, f"softmax_chunk must be >= 0, got {t.softmax_chunk}"),
-            (not (t.device_windows and t.host_prep),
-             "--device-windows makes the examples on the device; it cannot be used with --host-prep"),
+            (t.softmax_chunk >= 0, f"--softmax-chunk must be >= 0, got {t.softmax_chunk}"),
             (t.threads >= 0, f"--threads must be >= 0 (0: the cores available), got {t.threads}"),
             (not t.cpu_kernel or (m.loss in ("ns", "hs") and not m.shared_negatives),
              "--cpu-kernel runs negative sampling and hierarchical softmax (not --shared-negatives)"),
-            (not t.cpu_kernel or not (t.device_windows or t.host_prep is False),
-             "--cpu-kernel takes the host stream's examples (not --device-windows or --no-host-prep)"),
+            (not t.cpu_kernel or not t.device_windows,
+             "--cpu-kernel takes the host stream's examples (not --device-windows)"),
             (not t.device_windows or t.data_shards <= 1,
              "--device-windows deals one stream's rows to every device and process; "
              "it cannot be used with --data-shards above 1"),
@@ -210,12 +241,11 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Config":
+        """A config from :meth:`to_dict`'s form; keys of removed settings (old work dirs) are dropped."""
         try:
-            return cls(
-                data=DataConfig(**raw.get("data", {})),
-                model=ModelConfig(**raw.get("model", {})),
-                train=TrainConfig(**raw.get("train", {})),
-            )
+            parts = {name: {k: v for k, v in raw.get(name, {}).items() if k not in REMOVED_FIELDS.get(name, ())}
+                     for name in SECTIONS}
+            return cls(**{name: klass(**parts[name]) for name, klass in SECTIONS.items()})
         except TypeError as e:
             raise ConfigError(f"unknown or malformed config field: {e}") from None
 
@@ -228,12 +258,14 @@ def make_config(**flat: Any) -> Config:
 
     Every field name of the three sections is accepted; ``None`` means "default".
     """
-    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-    parts: dict[str, dict[str, Any]] = {name: {} for name in sections}
-    owner = {f.name: name for name, klass in sections.items() for f in dataclasses.fields(klass)}
+    parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    owner = {f.name: name for name, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
+    removed = {k: why for section in REMOVED_FIELDS.values() for k, why in section.items()}
     for key, value in flat.items():
+        if key in removed:
+            raise ConfigError(f"setting {key!r} (--{key.replace('_', '-')}) was removed: {removed[key]}")
         if key not in owner:
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None or key in ("max_vocab", "lr", "devices"):
             parts[owner[key]][key] = value
-    return Config(**{name: sections[name](**kw) for name, kw in parts.items()}).validate()
+    return Config(**{name: SECTIONS[name](**kw) for name, kw in parts.items()}).validate()

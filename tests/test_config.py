@@ -1,0 +1,55 @@
+"""The config dataclasses: help on every field, runtime fields, and reading old config.json files."""
+
+import dataclasses
+import json
+
+import pytest
+
+from w2vjax.config import RUNTIME_FIELDS, SECTIONS, Config, ConfigError, TrainConfig, make_config
+
+
+def test_every_field_has_help():
+    for klass in SECTIONS.values():
+        for f in dataclasses.fields(klass):
+            assert f.metadata["help"].strip(), f.name
+            assert not f.metadata["runtime"] or klass is TrainConfig, f.name  # identity() drops train's only
+
+
+def test_runtime_fields():
+    assert set(RUNTIME_FIELDS) == {"log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep",
+                                   "eval_every", "devices", "shard_tables", "cpu_kernel", "threads"}
+    assert make_config(threads=1, keep=9, cpu_kernel=False).identity() == make_config().identity()
+    # the exact CBOW gradient changes the vectors: a resumed run must share it
+    assert make_config(cbow_exact_grad=True).identity() != make_config().identity()
+    assert make_config(cbow_exact_grad=True).identity()["model"]["cbow_exact_grad"] is True
+
+
+def test_removed_settings():
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert not names & {"host_prep", "hogwild"}
+    with pytest.raises(ConfigError, match="'host_prep' .--host-prep. was removed: the host stream always"):
+        make_config(host_prep=True)
+    with pytest.raises(ConfigError, match="--hogwild. was removed: .* --threads 1"):
+        make_config(hogwild=False)
+    with pytest.raises(ConfigError, match="unknown setting 'warp_speed'"):
+        make_config(warp_speed=9)
+
+
+def test_old_config_json_still_loads():
+    old = Config().to_dict()
+    old["model"].pop("cbow_exact_grad")  # written before the field existed
+    old["train"].update(host_prep=None, hogwild=False, epochs=2)
+    cfg = Config.from_dict(json.loads(json.dumps(old)))
+    assert cfg.train.epochs == 2 and cfg.model.cbow_exact_grad is False
+    assert cfg.identity() == make_config(epochs=2).identity()  # so an old work dir resumes
+    assert Config.from_dict(Config().to_dict()) == Config()
+    with pytest.raises(ConfigError, match="unknown or malformed"):
+        Config.from_dict({"train": {"hogwild": True, "warp_speed": 9}})
+    with pytest.raises(ConfigError, match="unknown or malformed"):
+        Config.from_dict({"model": {"host_prep": True}})  # dropped from "train" only
+
+
+def test_validation_without_host_prep():
+    with pytest.raises(ConfigError, match="--cpu-kernel"):
+        make_config(cpu_kernel=True, device_windows=True)
+    make_config(device_windows=True)  # no longer refused with a host-prep setting
