@@ -115,7 +115,7 @@ class TrainConfig:
         "instead of in the host stream", default_help="on GPU/TPU unless --data-shards is above 1")
     cpu_kernel: Optional[bool] = setting(
         None, "run the negative-sampling / hierarchical-softmax update as the fused C++ kernel "
-        "(w2vjax.kernel) on the host stream's examples", runtime=True,
+        "on the host stream's examples", runtime=True,
         default_help="on a one-device CPU run, when it builds")
     threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
                            "1 gives the same vectors on every run", runtime=True)
