@@ -4,7 +4,7 @@ This is the one place where a model x objective pair is put together:
 :func:`gather` picks the rows of the two tables an example touches, and
 :func:`example_loss` turns those rows into the per-example loss using
 :mod:`w2vjax.losses`.  Gradients are taken with respect to the gathered rows
-only; :mod:`w2vjax.step` scatters the updates back.
+only; the engines (:mod:`w2vjax.engines`) scatter the updates back.
 
 * skip-gram (word2vec.c's direction): the input vector is the *context* word's
   row of ``emb_in``; the *center* word is predicted.  Examples are either
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import losses
+from .batches import Examples, Windows
 
 
 class Tables(NamedTuple):
@@ -57,11 +58,11 @@ def cbow_hidden(ctx_rows: jax.Array, ctx_mask: jax.Array, mean: bool = True,
     return g * s + jax.lax.stop_gradient(h - g * s)
 
 
-def hidden(model: str, in_rows: jax.Array, batch: dict, mean: bool = True,
+def hidden(model: str, in_rows: jax.Array, batch: Examples, mean: bool = True,
            exact_grad: bool = False) -> jax.Array:
     if model == "skipgram":
         return in_rows
-    return cbow_hidden(in_rows, batch["inp_mask"], mean, exact_grad)
+    return cbow_hidden(in_rows, batch.inp_mask, mean, exact_grad)
 
 
 def sample_negatives(key: jax.Array, tables: Tables, shape: tuple[int, ...]) -> jax.Array:
@@ -73,7 +74,7 @@ def sample_negatives(key: jax.Array, tables: Tables, shape: tuple[int, ...]) -> 
     return jnp.where(u < tables.noise_accept[i], i, tables.noise_alias[i])
 
 
-def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array | None,
+def gather(params: dict, batch: Examples, tables: Tables, loss: str, key: jax.Array | None,
            negative: int, *, neg: jax.Array | None = None, lookup=None):
     """Rows an update touches, the ids they came from, and auxiliary inputs.
 
@@ -82,10 +83,10 @@ def gather(params: dict, batch: dict, tables: Tables, loss: str, key: jax.Array 
     ``rows['bias']`` a zero logit bias whose gradient counts each row's touches).
     ``neg``: the noise words ``[B, negative]`` if already drawn (else drawn from ``key``);
     ``lookup(table, ids)``: how rows are read (default ``params[table][ids]``; the
-    row-sharded tables of :mod:`w2vjax.step` read them with collectives).
+    row-sharded tables of :mod:`w2vjax.engines.mesh` read them with collectives).
     """
     take = lookup or (lambda name, i: params[name][i])
-    inp, out = batch["inp"], batch["out"]
+    inp, out = batch.inp, batch.out
     rows = {"in": take("emb_in", inp)}
     ids = {"in": inp}
     if loss == "softmax":
@@ -119,54 +120,54 @@ def _sign_weight(aux: dict, loss: str, dtype=jnp.float32) -> tuple[jax.Array, ja
     return 1.0 - 2.0 * aux["codes"].astype(dtype), aux["path_mask"]
 
 
-def example_loss(rows: dict, batch: dict, aux: dict, model: str, loss: str, *,
+def example_loss(rows: dict, batch: Examples, aux: dict, model: str, loss: str, *,
                  cbow_mean: bool = True, exact_grad: bool = False,
                  softmax_chunk: int = 0) -> jax.Array:
-    """Per-example loss ``[B]`` (zero where ``batch['mask']`` is 0)."""
-    if model == "skipgram" and rows["in"].ndim == 3:  # center windows [B, 2W, D]
+    """Per-example loss ``[B]`` (zero where ``batch.mask`` is 0)."""
+    if model == "skipgram" and isinstance(batch, Windows):  # center windows [B, 2W, D]
         return _skipgram_window_loss(rows, batch, aux, loss)
     h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
     if loss in ("ns", "hs"):  # = losses.negative_sampling / hierarchical_softmax (tested)
         per = losses.logistic_rows(h, rows["out"], *_sign_weight(aux, loss, h.dtype))
     else:
-        per = losses.full_softmax(h, rows["out"], batch["out"], softmax_chunk, rows.get("bias"))
-    return per * batch["mask"]
+        per = losses.full_softmax(h, rows["out"], batch.out, softmax_chunk, rows.get("bias"))
+    return per * batch.mask
 
 
-def kernel_inputs(batch: dict, model: str, *, cbow_mean: bool = True,
+def kernel_inputs(batch: Examples, model: str, *, cbow_mean: bool = True,
                   exact_grad: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The input side of an example for the fused CPU kernel: ``(in_ids, in_hw, in_gw)`` with
     ``h = sum_c in_hw_c emb_in[in_ids_c]`` and the input row ``c`` receiving ``in_gw_c * dL/dh``
     (CBOW's convention, see :func:`cbow_hidden`).  Skip-gram (context, center) pairs and CBOW
     windows; leading axes ``[..., B]``."""
-    inp, out = batch["inp"], batch["out"]
+    inp, out = batch.inp, batch.out
     if model == "skipgram":
-        if inp.ndim != out.ndim:
+        if isinstance(batch, Windows):
             raise ValueError("the kernel takes skip-gram (context, center) pairs, not center windows")
         in_ids = inp[..., None]
         in_hw = in_gw = jnp.ones(in_ids.shape, jnp.float32)
         return in_ids, in_hw, in_gw
-    ctx = batch["inp_mask"].astype(jnp.float32)
+    ctx = batch.inp_mask.astype(jnp.float32)
     count = jnp.maximum(ctx.sum(-1, keepdims=True), 1.0)
     in_hw = ctx / count if cbow_mean else ctx
     in_gw = ctx / count if cbow_mean == exact_grad else ctx
     return inp, in_hw, in_gw
 
 
-def logistic_terms(batch: dict, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
+def logistic_terms(batch: Examples, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
                    exact_grad: bool = False) -> tuple[jax.Array, ...]:
     """An example of negative sampling or hierarchical softmax as the rows and weights of
     :func:`losses.logistic_rows`, for the fused CPU kernel (:mod:`w2vjax.kernel`), which takes
     no gradient: ``(in_ids, in_hw, in_gw, out_ids, sign, weight)``, the input side as
     :func:`kernel_inputs`, and the loss ``logistic_rows(h, emb_out[out_ids], sign, weight)``
-    (``batch['mask']`` folded into ``weight``), with the noise words in ``batch['neg']`` (the
+    (``batch.mask`` folded into ``weight``), with the noise words in ``batch.neg`` (the
     host stream's)."""
     in_ids, in_hw, in_gw = kernel_inputs(batch, model, cbow_mean=cbow_mean, exact_grad=exact_grad)
     if loss not in ("ns", "hs"):
         raise ValueError("the kernel is for negative sampling and hierarchical softmax")
-    out_ids, aux = _output_ids(batch["out"], tables, loss, batch.get("neg"))
+    out_ids, aux = _output_ids(batch.out, tables, loss, batch.neg)
     sign, weight = _sign_weight(aux, loss)
-    return in_ids, in_hw, in_gw, out_ids, jnp.broadcast_to(sign, out_ids.shape), weight * batch["mask"][..., None]
+    return in_ids, in_hw, in_gw, out_ids, jnp.broadcast_to(sign, out_ids.shape), weight * batch.mask[..., None]
 
 
 def huffman_paths(tables: Tables) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -180,7 +181,7 @@ def huffman_paths(tables: Tables) -> tuple[jax.Array, jax.Array, jax.Array]:
     return tables.points, signs, jnp.asarray(lens)
 
 
-def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.Array:
+def _skipgram_window_loss(rows: dict, batch: Windows, aux: dict, loss: str) -> jax.Array:
     """Skip-gram over center windows with shared negatives: the sum over contexts ``c``
     of the negative-sampling loss of (input ``v_c``, center, the center's noise words)."""
     if loss != "ns":
@@ -189,7 +190,7 @@ def _skipgram_window_loss(rows: dict, batch: dict, aux: dict, loss: str) -> jax.
     out = rows["out"][:, None]  # [B, 1, 1 + K, D], broadcast over the C contexts
     sign, weight = _ns_sign_weight(aux["neg_mask"])
     per = losses.logistic_rows(h, out, sign, weight[:, None])
-    return (per * batch["inp_mask"]).sum(-1) * batch["mask"]
+    return (per * batch.inp_mask).sum(-1) * batch.mask
 
 
 def _ns_sign_weight(neg_mask: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -199,24 +199,24 @@ class Layout:
 
     # -- batches -------------------------------------------------------------------------
 
-    def batch_specs(self, batch: dict) -> dict:
-        """``[steps, batch, ...]`` arrays split along the batch axis; ``[steps]`` ones replicated."""
-        return {k: P(None, AXIS) if np.ndim(v) >= 2 else P() for k, v in batch.items()}
+    def batch_specs(self, batch):
+        """``[steps, batch, ...]`` arrays split along the batch axis; ``[steps]`` ones replicated
+        (a :mod:`w2vjax.batches` tuple of specs)."""
+        return jax.tree.map(lambda v: P(None, AXIS) if np.ndim(v) >= 2 else P(), batch)
 
-    def place_batch(self, batch: dict, whole: bool = False) -> dict:
+    def place_batch(self, batch, whole: bool = False):
         """This process's slice of the global batch (``whole``: the global batch itself, the
         same on every process) -> global arrays split over the mesh."""
         if self.plain:
             return jax.device_put(batch)
         if whole:
             return self.place_tree(batch, self.batch_specs(batch))
-        out = {}
-        for (k, v), spec in zip(batch.items(), self.batch_specs(batch).values()):
+
+        def put(v, spec):
             if spec == P():
-                out[k] = self.place_tree(v, spec)
-            else:
-                out[k] = jax.make_array_from_process_local_data(self.sharding(spec), v)
-        return out
+                return self.place_tree(v, spec)
+            return jax.make_array_from_process_local_data(self.sharding(spec), v)
+        return jax.tree.map(put, batch, self.batch_specs(batch))
 
 
 def to_host(x: jax.Array) -> np.ndarray:

@@ -39,6 +39,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .batches import Batch, Windows, from_arrays, layout_of
 from .prepare import Corpus
 
 
@@ -130,10 +131,10 @@ def block_examples(tokens: np.ndarray, sentences: np.ndarray, keep_prob: np.ndar
 class Streamer:
     """Fixed-shape batches for a whole run, starting at a :class:`Position`.
 
-    Iterating yields ``(batch, next_position, words_done)``: ``batch`` maps names
-    to arrays with leading axes ``[steps_per_call, batch_size]`` plus ``mask``
-    and ``words`` (``[steps_per_call]`` float32 raw words done before each
-    micro-batch); ``next_position`` is where the stream resumes after it, and
+    Iterating yields ``(batch, next_position, words_done)``: ``batch`` a
+    :class:`w2vjax.batches.Pairs` or ``Windows`` with leading axes
+    ``[steps_per_call, batch_size]`` (``words``: ``[steps_per_call]`` float32 raw words done
+    before each micro-batch); ``next_position`` is where the stream resumes after it, and
     ``words_done`` the raw words done after it.
     """
 
@@ -156,6 +157,7 @@ class Streamer:
         self.start_word = int(self.bounds[self.first_block])
         self.words_per_epoch = int(self.bounds[self.num_blocks]) - self.start_word
         self.total_words = self.words_per_epoch * spec.epochs
+        self.kind = layout_of(spec.model, spec.windows)
 
     def examples(self, epoch: int, block: int) -> dict[str, np.ndarray]:
         lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
@@ -229,7 +231,7 @@ class Streamer:
             words_done = nxt.epoch * self.words_per_epoch + int(self.bounds[nxt.block]) - self.start_word
         else:
             words_done = int(pos[-1]) + 1
-        return batch, nxt, words_done
+        return from_arrays(self.kind, batch), nxt, words_done
 
 
 class Prefetcher:
@@ -294,7 +296,7 @@ class ShardedStream:
     its blocks, with ``batch_size / shards`` examples per micro-batch); a process streams only
     the shards in ``local``.  Positions are tuples (one :class:`Position` per local shard);
     ``words`` becomes ``[steps, batch]``: each column carries its shard's raw words done, and
-    the step sums them (:func:`w2vjax.step.global_words`).  A shard that runs out first
+    the step sums them (:func:`w2vjax.engines.xla.global_words`).  A shard that runs out first
     contributes fully masked examples until every shard is done; with ``pad_forever`` (several
     processes, which must run the same number of steps) the stream never ends by itself and the
     caller stops when every process is idle (:meth:`idle`).
@@ -317,9 +319,10 @@ class ShardedStream:
         """Whether every local shard is done at ``positions``."""
         return all(p.epoch >= self.spec.epochs for p in positions)
 
-    def _empty(self, words: int) -> dict[str, np.ndarray]:
+    def _empty(self, words: int) -> Batch:
         s, b, w = self.spec.steps_per_call, self.spec.batch_size, self.spec.window
-        windows = self.spec.model == "cbow" or self.spec.windows
+        kind = layout_of(self.spec.model, self.spec.windows)
+        windows = kind is Windows
         out = {"inp": np.zeros((s, b, 2 * w) if windows else (s, b), np.int32)}
         if windows:
             out["inp_mask"] = np.zeros((s, b, 2 * w), np.float32)
@@ -327,7 +330,7 @@ class ShardedStream:
                    words=np.full((s,), words, np.float32))
         if self.spec.negative:
             out["neg"] = np.zeros((s, b, self.spec.negative), np.int32)
-        return out
+        return from_arrays(kind, out)
 
     def __call__(self, starts: tuple[Position, ...]):
         iters = [st(p) for st, p in zip(self.streamers, starts)]
@@ -350,7 +353,9 @@ class ShardedStream:
                     produced = True
             if not produced and not self.pad_forever:
                 return
-            batch = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0] if k != "words"}
-            batch["words"] = np.concatenate([np.broadcast_to(p["words"][:, None], (len(p["words"]), b))
-                                             for p in parts], axis=1).astype(np.float32)
-            yield batch, tuple(positions), int(sum(words))
+            cols = [p._asdict() for p in parts]
+            batch = {k: np.concatenate([c[k] for c in cols], axis=1) for k in cols[0]
+                     if k != "words" and cols[0][k] is not None}
+            batch["words"] = np.concatenate([np.broadcast_to(c["words"][:, None], (len(c["words"]), b))
+                                             for c in cols], axis=1).astype(np.float32)
+            yield type(parts[0])(**batch), tuple(positions), int(sum(words))

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import objectives
+from .batches import Examples, Pairs, TokenRows, Windows
 from .prepare import Corpus
 from .stream import Position
 
@@ -85,10 +86,10 @@ class TokenStream:
     """Rows of raw token ids for a whole run, starting at a :class:`w2vjax.stream.Position`.
 
     Same interface as :class:`w2vjax.stream.Streamer`: iterating yields ``(batch,
-    next_position, words_done)``.  ``batch`` holds ``tokens`` ``[steps, R, T]`` int32 (-1 past
-    an epoch's end), ``starts`` ``[steps, R, T]`` bool (a sentence starts here), ``row``
-    ``[steps, R]`` int32 (the global row number: its randomness) and ``words`` ``[steps]``
-    float32 (raw words done before each micro-step).  A position is ``(epoch, row, 0)``.
+    next_position, words_done)``; ``batch`` is a :class:`w2vjax.batches.TokenRows`: ``tokens``
+    ``[steps, R, T]`` int32 (-1 past an epoch's end), ``starts`` ``[steps, R, T]`` bool (a
+    sentence starts here), ``row`` ``[steps, R]`` int32 (the global row number: its randomness)
+    and ``words`` ``[steps]`` float32 (raw words done before each micro-step).  A position is ``(epoch, row, 0)``.
     Reading is one contiguous read per call and epoch: memory does not grow with the corpus.
     """
 
@@ -124,15 +125,15 @@ class TokenStream:
             row += take
         return tokens, starts
 
-    def __call__(self, start: Position = Position()) -> Iterator[tuple[dict, Position, int]]:
+    def __call__(self, start: Position = Position()) -> Iterator[tuple[TokenRows, Position, int]]:
         s, r = self.spec.steps_per_call, self.spec.rows
         row = min(start.epoch * self.rows_per_epoch + start.block, self._end)
         while row < self._end:
             tokens, starts = self._read(row, s * r)
             nums = row + np.arange(s * r, dtype=np.int64)
             words = self.words_before(nums[::r]).astype(np.float32)
-            batch = {"tokens": tokens.reshape(s, r, -1), "starts": starts.reshape(s, r, -1),
-                     "row": np.minimum(nums, 2 ** 31 - 1).astype(np.int32).reshape(s, r), "words": words}
+            batch = TokenRows(tokens.reshape(s, r, -1), starts.reshape(s, r, -1),
+                              np.minimum(nums, 2 ** 31 - 1).astype(np.int32).reshape(s, r), words)
             row = min(row + s * r, self._end)
             epoch, within = divmod(row, self.rows_per_epoch)
             yield batch, Position(epoch, within, 0), int(self.words_before(row))
@@ -157,14 +158,14 @@ def _to_front(x: jax.Array, flags: jax.Array, size: int, fill=0) -> jax.Array:
     return jnp.full((size,), fill, x.dtype).at[dest].set(x, mode="drop", unique_indices=True)
 
 
-def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, window: int, windows: bool,
-                    negative: int) -> dict:
+def device_examples(mb: TokenRows, key: jax.Array, tables: objectives.Tables, *, window: int, windows: bool,
+                    negative: int) -> Examples:
     """One micro-step's examples from its rows of tokens (see the module docstring).
 
     ``mb``: ``tokens`` / ``starts`` ``[R, T]``, ``row`` ``[R]``, ``words`` (scalar).  ``key``:
     the run's key for data randomness; ``tables``: ``keep_prob`` and the noise alias table.
-    Returns the micro-batch the step's update takes: ``inp``, ``out``, ``mask`` (and
-    ``inp_mask`` for windows, ``neg`` when ``negative``), with ``words`` passed through.
+    Returns the micro-batch the step's update takes (:class:`~w2vjax.batches.Windows` or
+    :class:`~w2vjax.batches.Pairs`, ``neg`` drawn when ``negative``), with ``words`` passed through.
     """
     offsets = jnp.concatenate([jnp.arange(-window, 0), jnp.arange(1, window + 1)])
 
@@ -194,7 +195,6 @@ def device_examples(mb: dict, key: jax.Array, tables: objectives.Tables, *, wind
             ex["neg"] = objectives.sample_negatives(k_neg, tables, ex["out"].shape + (negative,))
         return ex
 
-    ex = jax.vmap(one)(mb["tokens"], mb["starts"], mb["row"])
+    ex = jax.vmap(one)(mb.tokens, mb.starts, mb.row)
     ex = {k: v.reshape((-1,) + v.shape[2:]) for k, v in ex.items()}
-    ex["words"] = mb["words"]
-    return ex
+    return (Windows if windows else Pairs)(words=mb.words, **ex)

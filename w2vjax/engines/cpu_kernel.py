@@ -1,21 +1,19 @@
-"""The CPU fast path of the negative-sampling / hierarchical-softmax update: a C++ kernel called
-from XLA through the FFI (``kernels/logistic_update.cc``, shipped with the package).
+"""The fused CPU engine: negative sampling and hierarchical softmax as one C++ loop per call,
+called from XLA through the FFI (``w2vjax/kernels/logistic_update.cc``, shipped with the package).
 
-XLA:CPU materialises the plain step's gathered rows and reads each three times; the kernel
+XLA:CPU materialises the reference step's gathered rows and reads each three times; the kernel
 reads a row once to compute and once to update, skips padded slots, and counts the row-update
-cap's touches itself.  On one thread it computes the plain step's update (checked against it
-in ``tests/test_kernel.py``): the same batch semantics, learning rate and row-update cap, up to
-float rounding.  Several threads run either Hogwild (the default: each thread runs its own
-range of a call's micro-batches, reading and writing the shared tables without locks, as
-word2vec.c's and gensim's threads do; the vectors then depend on the threads' timing) or, with
-``hogwild=False``, share each micro-batch by rows (each row owned by one thread, which computes
-its logits and adds its updates: a given thread count always gives the same result).
+cap's touches itself.  On one thread it computes the XLA engine's update (the same batch
+semantics, learning rate and row-update cap, up to float rounding: ``tests/test_kernel.py``) and
+the same vectors on every run.  Several threads run Hogwild: each takes the next micro-batch of
+the call not yet taken and reads and writes the shared tables without locks, as word2vec.c's
+and gensim's threads do; the vectors then depend on the threads' timing.
 
 The kernel is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``)
 against the XLA FFI headers jaxlib ships, into a cache directory keyed by the source, the
-compiler flags, jaxlib's version and the CPU (``$W2VJAX_CACHE``, else
-``~/.cache/w2vjax``).  Without a compiler, :func:`available` says why and the trainer keeps the
-plain XLA step.
+compiler flags, jaxlib's version and the CPU (``$W2VJAX_CACHE``, else ``~/.cache/w2vjax``).
+Without a compiler, :func:`available` says why and :func:`w2vjax.engines.choose` keeps the
+XLA engine.
 """
 
 from __future__ import annotations
@@ -34,8 +32,13 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-SOURCE = Path(__file__).with_name("kernels") / "logistic_update.cc"
+from .. import objectives
+from ..config import Config
+from . import xla
+
+SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "logistic_update.cc"
 TARGET = "w2vjax_logistic_update"
 PATH_TARGET = "w2vjax_path_update"
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-w")
@@ -104,12 +107,7 @@ def available() -> tuple[bool, str]:
 
 
 def default_threads() -> int:
-    """Threads for the kernel: the cores this process may use.  With several, they run Hogwild
-    by default (:func:`logistic_update`): a thread the host's data pipeline (the prefetch thread)
-    keeps waiting holds no other up.  (The threads that share each micro-batch by rows wait for
-    each other three times per micro-batch: on the 2-core machine of the README's tables a
-    second such thread made training slower end to end, sg-ns 186-228 k vs 318-342 k raw
-    words/s on one.)"""
+    """Threads for the kernel: the cores this process may use (they run Hogwild)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -117,10 +115,9 @@ def default_threads() -> int:
 
 
 def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
-                    threads: int, hogwild: bool = False, cap: float = 0.0):
+                    threads: int, cap: float = 0.0):
     """``steps`` micro-batches of logistic-row updates, applied in place (donate the tables),
-    on ``threads`` threads (``hogwild``: each its own range of micro-batches, without locks;
-    else sharing each micro-batch by rows); ``cap`` > 0: the row-update cap (a slot's update is
+    on ``threads`` Hogwild threads; ``cap`` > 0: the row-update cap (a slot's update is
     divided by ``max(1, touches / cap)``, ``touches`` = the slots of its row in its micro-batch
     with a nonzero coefficient).
 
@@ -129,10 +126,10 @@ def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weig
     range and zero weights / coefficients are skipped.  Returns ``(emb_in, emb_out, loss [S, B])``.
     """
     return _call(TARGET, emb_in, emb_out, in_ids, in_hw, in_coef, (out_ids.astype(jnp.int32), sign, weight, out_coef),
-                 threads, hogwild, cap)
+                 threads, cap)
 
 
-def _call(target, emb_in, emb_out, in_ids, in_hw, in_coef, out_args, threads, hogwild, cap):
+def _call(target, emb_in, emb_out, in_ids, in_hw, in_coef, out_args, threads, cap):
     """Either entry of the kernel: the tables (updated in place) and the input side, then the
     entry's own output-slot arguments; returns ``(emb_in, emb_out, loss [S, B])``."""
     s, b = in_ids.shape[:2]
@@ -142,11 +139,11 @@ def _call(target, emb_in, emb_out, in_ids, in_hw, in_coef, out_args, threads, ho
          jax.ShapeDtypeStruct((s, b), jnp.float32)),
         input_output_aliases={0: 0, 1: 1})
     return call(emb_in, emb_out, in_ids.astype(jnp.int32), in_hw, in_coef, *out_args, threads=np.int64(threads),
-                hogwild=np.int64(bool(hogwild)), cap=np.float32(cap))
+                hogwild=np.int64(1), cap=np.float32(cap))
 
 
 def path_update(emb_in, emb_out, in_ids, in_hw, in_coef, word, weight, out_coef, points, signs, lens,
-                threads: int, hogwild: bool = False, cap: float = 0.0):
+                threads: int, cap: float = 0.0):
     """:func:`logistic_update` for hierarchical softmax, the output slots looked up in the kernel:
     example ``(s, b)``'s slots are the first ``lens[w]`` nodes of word ``w = word[s, b]``'s Huffman
     path, rows ``points[w, k]``, signs ``signs[w, k]``, each with the example's ``weight`` and
@@ -155,4 +152,43 @@ def path_update(emb_in, emb_out, in_ids, in_hw, in_coef, word, weight, out_coef,
     caller writing four ``[S, B, L]`` arrays per call."""
     return _call(PATH_TARGET, emb_in, emb_out, in_ids, in_hw, in_coef,
                  (word.astype(jnp.int32), weight, out_coef, points.astype(jnp.int32), signs, lens.astype(jnp.int32)),
-                 threads, hogwild, cap)
+                 threads, cap)
+
+
+def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, threads: int,
+             data_shards: int = 1):
+    """A whole call's micro-batches through the kernel:
+    ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``, the update of
+    :func:`w2vjax.engines.xla.make_run` (optax's SGD step ``-lr * grad``, the row-update cap with
+    the kernel's own touch counts), the per-micro-batch learning rates and example weights
+    computed here in XLA.  ``batch``: :class:`~w2vjax.batches.Pairs` (skip-gram) or ``Windows``
+    (CBOW), with the host stream's noise words for negative sampling."""
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(f"the CPU kernel is not available: {why}")
+    m = cfg.model
+    paths = objectives.huffman_paths(tables) if m.loss == "hs" else None
+
+    def run(params, opt_state, step, key, batch):
+        del key  # the host stream drew the noise words
+        lr = jax.vmap(lambda w: schedule(xla.global_words(w, data_shards)))(batch.words)[:, None, None]
+        tables_in = (params["emb_in"], params["emb_out"])
+        in_ids, in_hw, in_gw = objectives.kernel_inputs(batch, m.model, cbow_mean=m.cbow_mean,
+                                                        exact_grad=m.cbow_exact_grad)
+        in_coef = lr * in_gw * batch.mask[..., None]
+        # a slot with a nonzero coefficient touches its row: the kernel counts the touches
+        if paths is not None:  # the kernel looks the Huffman paths up itself
+            mask = batch.mask.astype(jnp.float32)
+            emb_in, emb_out, loss = path_update(*tables_in, in_ids, in_hw, in_coef, batch.out, mask,
+                                                lr[..., 0] * mask, *paths, threads, cap=cfg.row_cap)
+        else:
+            *_, out_ids, sign, weight = objectives.logistic_terms(batch, tables, m.model, m.loss,
+                                                                  cbow_mean=m.cbow_mean)
+            _, w_out = xla.touch_weights(batch, out_ids.shape)
+            emb_in, emb_out, loss = logistic_update(*tables_in, in_ids, in_hw, in_coef, out_ids, sign,
+                                                    weight, lr * w_out, threads, cap=cfg.row_cap)
+        opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
+        metrics = {"loss_sum": loss.sum(), "examples": batch.mask.sum(), "lr": lr[-1, 0, 0]}
+        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics
+
+    return run

@@ -1,0 +1,102 @@
+"""Training engines, and :func:`choose`: the one place that decides which runs and resolves the
+defaults that depend on the platform.
+
+=============  =====================================================  ===========================
+engine         what it is                                             where it runs by default
+=============  =====================================================  ===========================
+``cpu_kernel`` fused C++ update (:mod:`.cpu_kernel`), one thread or    one CPU device, NS or HS,
+               Hogwild threads                                        host-stream examples
+``xla``        the reference update (:mod:`.xla`): every model x      one device otherwise (GPU,
+               objective                                              TPU; full softmax; CPU
+                                                                      with ``--no-cpu-kernel``)
+``mesh``       the XLA update in ``shard_map`` (:mod:`.mesh`)         several devices or hosts,
+                                                                      row-sharded tables
+=============  =====================================================  ===========================
+
+Every engine takes the batches of :mod:`w2vjax.batches`: the host stream's ``Pairs`` /
+``Windows`` (with the noise words for negative sampling), or, with device windows (the
+accelerator default), ``TokenRows`` from which the XLA and mesh engines make the examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from ..config import Config, ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """The chosen engine and the platform-dependent settings it runs with."""
+    name: str = "xla"  # "cpu_kernel", "xla" or "mesh"
+    why: str = ""
+    device_windows: bool = False  # examples made on the device from token rows
+    threads: int = 0  # the CPU kernel's threads (several: Hogwild)
+
+    def describe(self) -> str:
+        what = {"cpu_kernel": f"fused CPU kernel, {self.threads} thread{'s, Hogwild' if self.threads > 1 else ''}",
+                "xla": "XLA reference update", "mesh": "XLA update over the device mesh"}[self.name]
+        windows = ", examples made on the device" if self.device_windows else ""
+        return f"engine {self.name} ({what}{windows}): {self.why}"
+
+    def summary(self) -> dict:
+        return {"engine": self.name, "engine_why": self.why, "device_windows": self.device_windows,
+                "cpu_kernel_threads": self.threads}
+
+
+def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine]:
+    """``(cfg with the platform's defaults, the engine)`` for a run on ``devices`` devices in all
+    (every process's) of ``platform``.  Settings that cannot be honoured raise ConfigError."""
+    cfg = cfg.validate().for_platform(platform)
+    t, m = cfg.train, cfg.model
+    mesh = devices > 1 or t.shard_tables
+    device_windows = t.device_windows
+    if device_windows is None:  # a host core cannot feed an accelerator; one stream for all devices
+        device_windows = platform != "cpu" and t.data_shards <= 1
+    unmet = [why for ok, why in [
+        (platform == "cpu", f"this run is on {platform}"),
+        (not mesh, f"this run uses {devices} devices" if devices > 1 else "the tables are sharded by rows"),
+        (not device_windows, "the examples are made on the device (--device-windows)"),
+        (m.loss in ("ns", "hs"), f"the kernel runs negative sampling and hierarchical softmax, not {m.loss}"),
+        (not (m.model == "skipgram" and cfg.windows), "the kernel does not run --shared-negatives"),
+    ] if not ok]
+    name = "mesh" if mesh else "xla"
+    if t.cpu_kernel and unmet:
+        raise ConfigError(f"--cpu-kernel: {unmet[0]}")
+    if t.cpu_kernel is False:
+        return cfg, Engine(name, "--no-cpu-kernel", device_windows)
+    if unmet:
+        return cfg, Engine(name, f"the CPU kernel does not fit: {unmet[0]}", device_windows)
+    from . import cpu_kernel
+    ok, reason = cpu_kernel.available()
+    if not ok:
+        if t.cpu_kernel:
+            raise ConfigError(f"--cpu-kernel: {reason}")
+        return cfg, Engine(name, f"the CPU kernel is not available ({reason})", device_windows)
+    threads = t.threads or cpu_kernel.default_threads()
+    return cfg, Engine("cpu_kernel", f"one CPU device, {m.model}/{m.loss}", False, threads)
+
+
+def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
+    """The engine's whole-call function ``(params, opt_state, step, key, batch) -> (params,
+    opt_state, step, metrics)``, traced inside :func:`w2vjax.step.make_train_step`'s jit."""
+    shards = layout.data_shards if layout is not None else 1
+    if engine.name == "cpu_kernel":
+        from . import cpu_kernel
+        if layout is not None and not layout.plain:
+            raise ValueError("the CPU kernel runs on one device")
+        return cpu_kernel.make_run(cfg, tables, schedule, engine.threads, shards)
+    if layout is not None and not layout.plain:
+        from . import mesh
+        return mesh.make_run(cfg, tables, schedule, layout)
+    from . import xla
+    return xla.make_run(cfg, tables, schedule, data_shards=shards)
+
+
+def cpu_kernel_engine(threads: int = 1) -> Engine:
+    """The CPU kernel on ``threads`` threads, for tests and benchmarks that build a step directly."""
+    return Engine("cpu_kernel", "asked for", False, threads)
+
+
+__all__ = ["Engine", "choose", "cpu_kernel_engine", "make_run"]

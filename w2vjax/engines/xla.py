@@ -1,0 +1,219 @@
+"""The reference engine: every model x objective, on any device, in plain XLA.
+
+One update of a micro-batch:
+
+1. gather the rows the examples touch and take the gradient of the summed per-example loss
+   with respect to those rows only (never a dense ``[V, D]`` gradient; the full softmax is
+   the exception, since every output row has a gradient there by definition);
+2. the row-update cap (:func:`cap_row_updates`) scales down rows touched many times;
+3. optax SGD, its learning rate word2vec.c's linear decay of the raw words done
+   (``optax.inject_hyperparams``);
+4. scatter-add the updates into the tables, which are donated so XLA updates them in place.
+
+A call scans ``steps_per_call`` updates (:func:`make_run`).  On several devices the same update
+runs inside ``shard_map`` with the collectives of :mod:`w2vjax.engines.mesh` (``coll``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import objectives, windows
+from ..batches import Examples, TokenRows, Windows
+from ..config import Config
+
+DROP = 2 ** 31 - 1  # the row id of a slot that updates nothing: every scatter skips it
+# device windows draw from fold_in(key, DATA_KEY): never a step's fold_in(key, step), since step < 2**31
+DATA_KEY = 0xFFFFFFFF
+MAX_SOFTMAX_LOGITS = 1 << 24  # [batch, V] logits above this many floats are computed in chunks
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=cfg.lr)
+
+
+def make_schedule(cfg: Config, total_words: int) -> optax.Schedule:
+    """word2vec.c's decay: from ``lr`` to ``lr * min_lr_ratio`` over the run's raw words."""
+    return optax.linear_schedule(cfg.lr, cfg.lr * cfg.train.min_lr_ratio, max(int(total_words), 1))
+
+
+def softmax_chunk(cfg: Config, vocab_size: int) -> int:
+    """Vocabulary chunk for the full softmax: 0 (dense) while ``[batch, V]`` stays small."""
+    if cfg.train.softmax_chunk:
+        return cfg.train.softmax_chunk
+    if cfg.batch_size * vocab_size <= MAX_SOFTMAX_LOGITS:
+        return 0
+    return max(256, MAX_SOFTMAX_LOGITS // cfg.batch_size)
+
+
+def global_words(words: jax.Array, data_shards: int) -> jax.Array:
+    """Raw words done before a micro-batch: ``words`` is a scalar already, or ``[batch]`` when
+    the batch joins ``data_shards`` streams, each example carrying its own stream's count."""
+    if words.ndim == 0:
+        return words
+    return words.reshape(data_shards, -1)[:, 0].sum()
+
+
+def touch_weights(mb: Examples, out_shape: tuple, path_mask=None, skipgram_windows: bool = False):
+    """How much each id slot counts as a touch of its row: ``(w_in, w_out)``, broadcastable to
+    the input and output ids."""
+    w_in = mb.mask[..., None] * mb.inp_mask if isinstance(mb, Windows) else mb.mask
+    w_out = mb.mask
+    if skipgram_windows:  # skip-gram window: the output rows get one touch per context
+        w_out = w_out * mb.inp_mask.sum(-1)
+    w_out = w_out[..., None]
+    if path_mask is not None:
+        w_out = w_out * path_mask
+    return w_in, jnp.broadcast_to(w_out, out_shape)
+
+
+def drop_padding(ids: dict, mb: Examples, aux: dict, skipgram_windows: bool = False) -> dict:
+    """The ids of the slots that update nothing -> :data:`DROP`, which the scatters skip.
+
+    Padding slots have zero updates, so skipping them changes no value; it saves their
+    read-add-write and, on a GPU, atomics that would all pile onto the row the padding names.
+    """
+    out = ids["out"]
+    w_in, w_out = touch_weights(mb, mb.mask.shape + (1,) if out is None else out.shape,
+                                aux.get("path_mask"), skipgram_windows)
+    return {"in": jnp.where(jnp.broadcast_to(w_in, ids["in"].shape) > 0, ids["in"], DROP),
+            "out": None if out is None else jnp.where(w_out > 0, out, DROP)}
+
+
+def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """How many (weighted) times each id's row is touched in this update, gathered back to ``ids``.
+
+    ``zeros`` is an all-zero ``[rows]`` buffer, returned all-zero again (only the touched
+    entries are reset), so a scan can carry it instead of filling ``[V]`` every update.
+    """
+    flat = ids.reshape(-1)
+    counts = zeros.at[flat].add(jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="drop")
+    return counts.at[ids].get(mode="fill", fill_value=0), counts.at[flat].set(0.0, mode="drop")
+
+
+def count_buffers(params: dict, rows: Optional[dict] = None) -> dict:
+    """All-zero ``[rows]`` count buffers per table: the tables' own rows, or ``rows`` (the global
+    row counts, when ``params`` are one device's shard of row-sharded tables)."""
+    if rows is None:
+        rows = {k: v.shape[0] for k, v in params.items()}
+    return {k: jnp.zeros((r,), jnp.float32) for k, r in rows.items()}
+
+
+def cap_divisor(touches: jax.Array, cap: float) -> jax.Array:
+    """What the row-update cap divides a slot's update by: ``max(1, touches / cap)``."""
+    return jnp.maximum(1.0, touches / cap)
+
+
+def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: Examples, bufs: dict, cap: float,
+                    skipgram_windows: bool = False):
+    """Scale the summed update of a row touched ``m`` times by ``1 / max(1, m / cap)``.
+
+    word2vec.c applies the updates of one row one after another, each on the row as the last
+    left it; a batch sums them, all computed from the same old row.  For a row touched hundreds
+    of times per batch (the Huffman root, frequent noise words) the sum overshoots and training
+    diverges; ``cap`` summed updates per step is what ``cap`` Hogwild threads of word2vec.c
+    would apply at once.  For the full softmax a row's touches are its count as a target plus
+    its expected count ``sum_e y_ej`` (``aux['touch']``).  Touches are counted in the
+    all-zero ``bufs`` (a scatter and a gather over ``[V]`` per table and update).
+    """
+    out_shape = None if ids["out"] is None else ids["out"].shape
+    w_in, w_out = touch_weights(mb, out_shape or mb.mask.shape + (1,), aux.get("path_mask"), skipgram_windows)
+    m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
+    bufs = dict(bufs, emb_in=buf_in)
+    out = {"in": grads["in"] / cap_divisor(m_in, cap)[..., None]}
+    if ids["out"] is None:
+        out["out"] = grads["out"] / cap_divisor(aux["touch"], cap)[:, None]
+    else:
+        m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
+        bufs = dict(bufs, emb_out=buf_out)
+        out["out"] = grads["out"] / cap_divisor(m_out, cap)[..., None]
+    return out, bufs
+
+
+def apply_updates(params: dict, upd: dict, ids: dict) -> dict:
+    """Scatter-add the row updates ``upd['in'|'out']`` into the tables at ``ids`` (in place: the
+    tables are donated; ids out of range, :data:`DROP`, are skipped); ``ids['out']`` None: a
+    dense output update (the full softmax)."""
+    emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="drop")
+    if ids["out"] is None:
+        emb_out = params["emb_out"] + upd["out"]
+    else:
+        emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="drop")
+    return {"emb_in": emb_in, "emb_out": emb_out}
+
+
+def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *, coll=None,
+                data_shards: int = 1):
+    """One SGD update on one micro-batch.
+
+    ``(params, opt_state, step, key, mb, bufs) -> (params, opt_state, stats, bufs)``: ``mb`` is
+    :class:`~w2vjax.batches.Pairs`, ``Windows`` (negative sampling: with the stream's noise
+    words in ``mb.neg``) or ``TokenRows`` (examples made here, :func:`w2vjax.windows.device_examples`);
+    ``bufs`` the all-zero count buffers of :func:`count_buffers` (None: made here); ``stats`` the
+    micro-batch's ``loss_sum`` and ``examples``.  ``coll`` (:class:`w2vjax.engines.mesh.Collectives`):
+    ``mb`` is this device's slice, and the collectives give every device the whole micro-batch's
+    updates, applied in the same order as on one device.
+    """
+    m = cfg.model
+    tx = make_optimizer(cfg)
+    chunk = softmax_chunk(cfg, tables.noise_accept.shape[0])
+    loss_fn = functools.partial(objectives.example_loss, model=m.model, loss=m.loss, cbow_mean=m.cbow_mean,
+                                exact_grad=m.cbow_exact_grad, softmax_chunk=chunk)
+    sg_windows = m.model == "skipgram" and cfg.windows
+
+    def update(params, opt_state, step, key, mb, bufs=None):
+        if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
+            mb = windows.device_examples(mb, jax.random.fold_in(key, DATA_KEY), tables, window=cfg.data.window,
+                                         windows=cfg.windows, negative=m.negative if m.loss == "ns" else 0)
+        if m.loss == "ns" and mb.neg is None:
+            raise ValueError("negative sampling takes the noise words from the batch (batches.Pairs/Windows.neg)")
+        lookup = coll.lookup(params) if coll is not None else None
+        rows_, ids, aux = objectives.gather(params, mb, tables, m.loss, None, m.negative, neg=mb.neg, lookup=lookup)
+
+        def total(r):
+            per = loss_fn(r, mb, aux)
+            return per.sum(), per
+        grads, per = jax.grad(total, has_aux=True)(rows_)
+        bias_grad = grads.pop("bias", None)
+        if coll is not None and coll.n > 1:  # from here on every device works on the whole micro-batch
+            per, grads, bias_grad, ids, aux, mb = coll.whole_batch(per, grads, bias_grad, ids, aux, mb)
+        ids = drop_padding(ids, mb, aux, sg_windows)
+        if cfg.row_cap > 0:
+            if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
+                count = jnp.zeros_like(bias_grad).at[mb.out].add(mb.mask)
+                aux = dict(aux, touch=bias_grad + 2.0 * count)
+            if bufs is None:
+                bufs = count_buffers(params, coll.rows if coll is not None else None)
+            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.row_cap, sg_windows)
+        hyper = dict(opt_state.hyperparams, learning_rate=schedule(global_words(mb.words, data_shards)))
+        upd, opt_state = tx.update(grads, opt_state._replace(hyperparams=hyper))
+        params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids)
+        return params, opt_state, {"loss_sum": per.sum(), "examples": mb.mask.sum()}, bufs
+
+    return update
+
+
+def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *, coll=None,
+             data_shards: int = 1):
+    """A whole call: ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``,
+    :func:`make_update` scanned over the batch's leading ``[steps]`` axis."""
+    update = make_update(cfg, tables, schedule, coll=coll, data_shards=data_shards)
+
+    def micro(carry, mb):
+        params, opt_state, step, key, bufs = carry
+        params, opt_state, stats, bufs = update(params, opt_state, step, key, mb, bufs)
+        return (params, opt_state, step + 1, key, bufs), stats
+
+    def run(params, opt_state, step, key, batch):
+        bufs = count_buffers(params, coll.rows if coll is not None else None) if cfg.row_cap > 0 else None
+        (params, opt_state, step, key, _), stats = jax.lax.scan(micro, (params, opt_state, step, key, bufs), batch)
+        metrics = {k: v.sum() for k, v in stats.items()}
+        metrics["lr"] = opt_state.hyperparams["learning_rate"]
+        return params, opt_state, step, metrics
+
+    return run
