@@ -13,6 +13,12 @@ Raw words/s = in-vocabulary words before subsampling x epochs / training
 seconds (word2vec.c's convention; gensim's model.train() is timed alone, as is
 w2vjax's training loop); effective words/s counts the words left after
 subsampling.  Prints a Markdown table and writes it with the JSON records.
+
+Learning rate: gensim runs at w2vjax's (word2vec.c's) rate by default, 0.05 for CBOW and 0.025
+for skip-gram, decayed to 1e-4 of it; gensim's own default (0.025 for both) ran CBOW at half
+the rate before.  ``--gensim-alpha default`` (or ``both``, or the tool ``gensim-default``) adds
+gensim at its own defaults as a separate, labelled row.  Every row states its rate (column lr).
+The gensim runner is experiments/gensim_ref.py, shared with the studies.
 """
 
 from __future__ import annotations
@@ -26,59 +32,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# benchmarks/ is a folder of scripts, not a package: put the repository root on the path once, so
+# that w2vjax and the one gensim runner (experiments/gensim_ref.py, shared with the studies) import
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+from experiments.gensim_ref import ALPHA_RULES, run_gensim, text_file  # noqa: E402
+
+# gensim at w2vjax's learning rate (0.05 CBOW, 0.025 skip-gram) / at gensim's own default (0.025)
+GENSIM_TOOLS = {"gensim": "same", "gensim-default": "default"}
 CONFIGS = {"sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns"), "sg-hs": ("skipgram", "hs"),
            "cbow-hs": ("cbow", "hs")}
 
 
-def text_file(corpus: str, tmp: str) -> str:
-    """gensim reads plain text: unpack a one-member zip once."""
-    if not corpus.endswith(".zip"):
-        return corpus
-    with zipfile.ZipFile(corpus) as z:
-        name = z.namelist()[0]
-        out = os.path.join(tmp, os.path.basename(name) + ".txt")
-        if not os.path.exists(out):
-            with z.open(name) as src, open(out, "wb") as dst:
-                while chunk := src.read(1 << 24):
-                    dst.write(chunk)
-    return out
-
-
-def run_gensim(args, model, loss, workdir):
-    """Train gensim with ``args``' settings (text, dim, window, min_count, sample, negative,
-    workers, seed, epochs; optional alpha (min_alpha = alpha * 1e-4, as w2vjax) and ns_exponent,
-    else gensim's defaults) and save ``workdir/vectors.bin``.  Also used by experiments/."""
-    from gensim.models import Word2Vec
-    from gensim.models.word2vec import LineSentence
-    t0 = time.time()
-    sentences = LineSentence(args.text, max_sentence_length=10000)
-    extra = {}
-    if getattr(args, "alpha", None) is not None:
-        extra.update(alpha=args.alpha, min_alpha=args.alpha * 1e-4)
-    if getattr(args, "ns_exponent", None) is not None:
-        extra.update(ns_exponent=args.ns_exponent)
-    m = Word2Vec(vector_size=args.dim, window=args.window, min_count=args.min_count, sample=args.sample,
-                 sg=int(model == "skipgram"), hs=int(loss == "hs"), negative=args.negative if loss == "ns" else 0,
-                 workers=args.workers, seed=args.seed, epochs=args.epochs, **extra)
-    m.build_vocab(sentences)
-    t1 = time.time()
-    effective, raw = m.train(sentences, total_examples=m.corpus_count, epochs=args.epochs)
-    train_s = time.time() - t1
-    in_vocab = sum(m.wv.get_vecattr(w, "count") for w in m.wv.index_to_key)
-    path = os.path.join(workdir, "vectors.bin")
-    m.wv.save_word2vec_format(path, binary=True)
-    return {"tool": f"gensim {__import__('gensim').__version__} ({args.workers} workers)",
-            "train_seconds": train_s, "raw_words_per_s": in_vocab * args.epochs / train_s,
-            "effective_words_per_s": effective / train_s, "vocab_size": len(m.wv),
-            "vectors": path, "startup_seconds": t1 - t0}
-
-
 def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None, threads=0):
-    sys.path.insert(0, ROOT)
     from w2vjax import make_config, sharding
     sharding.one_xla_cpu_thread(True, None)  # as `w2vjax train` does, before JAX starts
     from w2vjax.train import train_and_evaluate
@@ -92,13 +61,14 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
     nproc = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
     rows = f", device windows {s['device_rows'][0]}x{s['device_rows'][1]} tokens" if s["device_windows"] else ""
     k = s["cpu_kernel_threads"]
-    mode = " Hogwild" if s["cpu_kernel_hogwild"] else " sharing batches" if k > 1 else ""
+    mode = " Hogwild" if k > 1 else ""  # several kernel threads always run Hogwild
     step = f", CPU kernel {k} thread{'s' if k > 1 else ''}{mode}" if k else (", XLA step" if s["platform"] == "cpu" else "")
     return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}"
                     f"{' windows' if cfg.windows else ''}{rows}{step}{nproc})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
             "effective_words_per_s": s["effective_words_per_s"], "vocab_size": s["vocab_size"],
-            "vectors": os.path.join(workdir, "vectors.bin"), "final_loss": s["final_loss"]}
+            "vectors": os.path.join(workdir, "vectors.bin"), "final_loss": s["final_loss"],
+            "alpha": cfg.lr, "min_alpha": cfg.lr * cfg.train.min_lr_ratio, "lr_rule": "w2vjax's"}
 
 
 def one(args):
@@ -106,14 +76,17 @@ def one(args):
     model, loss = CONFIGS[args.config]
     os.makedirs(args.workdir, exist_ok=True)
     t0 = time.time()
-    if args.tool == "gensim":
-        rec = run_gensim(args, model, loss, args.workdir)
+    if args.tool in GENSIM_TOOLS:
+        rec = run_gensim(args.text, model, loss, args.workdir, dim=args.dim, window=args.window,
+                         min_count=args.min_count, sample=args.sample, negative=args.negative,
+                         workers=args.workers, seed=args.seed, epochs=args.epochs,
+                         alpha_rule=GENSIM_TOOLS[args.tool])
     else:  # w2vjax: the platform's defaults; w2vjax-device: examples made on the device; w2vjax-xla: no CPU
         # kernel; w2vjax-1t: the CPU kernel on one thread (the same vectors on every run)
         rec = run_w2vjax(args, model, loss, args.workdir, True if args.tool == "w2vjax-device" else None,
                          False if args.tool == "w2vjax-xla" else None, 1 if args.tool == "w2vjax-1t" else 0)
     rec["wall_seconds"] = time.time() - t0
-    sys.path.insert(0, ROOT)
+    rec["tool_name"] = args.tool
     from w2vjax import evaluate, export
     ev = evaluate.evaluate_all(export.load_vectors(rec["vectors"]), restrict_vocab=30000)
     rec.update(config=args.config, analogy=ev["analogy_total"], analogy_semantic=ev["analogy_semantic"],
@@ -123,31 +96,55 @@ def one(args):
     print("RESULT " + json.dumps(rec), flush=True)
 
 
+def lr_cell(r) -> str:
+    """A row's learning rate: start -> floor (whose rule: w2vjax's, or gensim's default)."""
+    if r.get("alpha") is None:
+        return "not recorded"
+    return f"{r['alpha']:g} → {r['min_alpha']:g} ({r['lr_rule']})"
+
+
 def table(records) -> str:
-    head = ("| config | tool | raw words/s | effective words/s | train s | wall s | analogy (30k) | sem | syn "
-            "| WS-353 | SimLex-999 | peak RSS MB |\n|" + "---|" * 12)
+    head = ("| config | tool | lr | raw words/s | effective words/s | train s | wall s | analogy (30k) | sem | syn "
+            "| WS-353 | SimLex-999 | peak RSS MB |\n|" + "---|" * 13)
     rows = [head]
     for r in records:
-        rows.append(f"| {r['config']} | {r['tool']} | {r['raw_words_per_s']:,.0f} | {r['effective_words_per_s']:,.0f} "
+        rows.append(f"| {r['config']} | {r['tool']} | {lr_cell(r)} | {r['raw_words_per_s']:,.0f} "
+                    f"| {r['effective_words_per_s']:,.0f} "
                     f"| {r['train_seconds']:.0f} | {r['wall_seconds']:.0f} | {100 * r['analogy']:.2f} % "
                     f"| {100 * r['analogy_semantic']:.2f} | {100 * r['analogy_syntactic']:.2f} "
                     f"| {r['ws353']:.3f} | {r['simlex999']:.3f} | {r['peak_rss_mb']:,.0f} |")
     by = {}
     for r in records:
         by.setdefault(r["config"], []).append(r)
-    rows.append("\n| config | w2vjax run | speed ratio w2vjax/gensim (raw words/s) | analogy w2vjax - gensim "
-                "(points) | WS-353 w2vjax - gensim |\n|---|---|---|---|---|")
+    rows.append("\n| config | run | its lr | against gensim at lr | speed ratio run/gensim (raw words/s) "
+                "| analogy run - gensim (points) | WS-353 run - gensim |\n|---|---|---|---|---|---|---|")
     for cfg, runs in by.items():
-        g = next((r for r in runs if r["tool"].startswith("gensim")), None)
+        gensims = [r for r in runs if r.get("tool_name", "gensim" if r["tool"].startswith("gensim") else "")
+                   in GENSIM_TOOLS]
+        # the reference row: gensim at w2vjax's rate where it ran, else gensim at its own
+        g = min(gensims, key=lambda r: r.get("tool_name") != "gensim", default=None)
         for j in runs:
             if g is None or j is g:
                 continue
-            what = ("device windows" if "device windows" in j["tool"] else
+            what = ("gensim at its default lr" if j.get("tool_name") == "gensim-default" else
+                    "device windows" if "device windows" in j["tool"] else
                     "XLA step" if "XLA step" in j["tool"] else
-                    "CPU kernel, 1 thread" if "kernel 1 thread" in j["tool"] else "default")
-            rows.append(f"| {cfg} | {what} | {j['raw_words_per_s'] / g['raw_words_per_s']:.2f}x "
+                    "CPU kernel, 1 thread" if "kernel 1 thread" in j["tool"] else "w2vjax default")
+            rows.append(f"| {cfg} | {what} | {lr_cell(j)} | {lr_cell(g)} "
+                        f"| {j['raw_words_per_s'] / g['raw_words_per_s']:.2f}x "
                         f"| {100 * (j['analogy'] - g['analogy']):+.2f} | {j['ws353'] - g['ws353']:+.3f} |")
     return "\n".join(rows)
+
+
+def tools_of(args) -> list[str]:
+    """``--tools`` with ``gensim`` read by ``--gensim-alpha``: same (w2vjax's rate), default
+    (gensim's own, the row labelled ``gensim-default``) or both."""
+    out = []
+    for t in args.tools.split(","):
+        names = {"same": ["gensim"], "default": ["gensim-default"],
+                 "both": ["gensim", "gensim-default"]}[args.gensim_alpha] if t == "gensim" else [t]
+        out += [n for n in names if n not in out]
+    return out
 
 
 def main():
@@ -156,10 +153,15 @@ def main():
                                                    "enwiki2015_text8style.zip"))
     p.add_argument("--configs", default="sg-ns,cbow-ns,sg-hs")
     p.add_argument("--tools", default="gensim,w2vjax",
-                   help="any of gensim, w2vjax (the platform's default data path and step), w2vjax-device "
+                   help="any of gensim (at the learning rate --gensim-alpha says), gensim-default (gensim at "
+                        "its own default learning rate), w2vjax (the platform's default data path and step), w2vjax-device "
                         "(--device-windows: examples made on the device), w2vjax-xla (--no-cpu-kernel: "
                         "the plain XLA step on CPU), w2vjax-1t (--threads 1: the CPU kernel on one thread, "
                         "the same vectors on every run)")
+    p.add_argument("--gensim-alpha", choices=ALPHA_RULES + ("both",), default="same",
+                   help="the learning rate of the gensim tool: same (default): w2vjax's, word2vec.c's (0.05 CBOW, "
+                        "0.025 skip-gram, floored at 1e-4 of it); default: gensim's own (alpha 0.025, min_alpha "
+                        "0.0001, for both models), as a row labelled gensim-default; both: the two rows")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--window", type=int, default=5)
@@ -185,7 +187,7 @@ def main():
     text = text_file(args.corpus, tmp)
     records = []
     for cfg in args.configs.split(","):
-        for tool in args.tools.split(","):
+        for tool in tools_of(args):
             cmd = [sys.executable, __file__, "--one", "--tool", tool, "--config", cfg, "--workdir",
                    os.path.join(tmp, f"{tool}-{cfg}"), "--text", text] + sys.argv[1:]
             print(f"# {tool} {cfg} ...", flush=True)
@@ -201,7 +203,8 @@ def main():
     machine = (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     md = (f"Corpus `{os.path.basename(args.corpus)}`, dim {args.dim}, window {args.window}, negative "
-          f"{args.negative}, sample {args.sample}, min-count {args.min_count}, {args.epochs} epochs; "
+          f"{args.negative}, sample {args.sample}, min-count {args.min_count}, {args.epochs} epochs, "
+          f"learning rate per row (lr: start → floor, and whose default); "
           f"machine: {machine}; date {time.strftime('%Y-%m-%d')}.\n"
           f"Command: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`\n\n" + table(records))
     print(md)

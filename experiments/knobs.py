@@ -33,7 +33,7 @@ Raw words/s in this study were measured while another job shared the 2 cores: co
 only within a row's own run, not between rows.
 """
 
-from .runner import Variant
+from .running import Variant
 
 KNOBS = True  # one plot column per group
 BASE = dict(model="cbow", loss="ns", dim=100, window=5, negative=5, sample=1e-3, noise_exponent=0.75,

@@ -38,7 +38,7 @@ were measured while another job shared the 2 cores: compare
 speeds with care.
 """
 
-from .runner import Variant
+from .running import Variant
 
 CORPUS = None  # the runner's default: the 17 M-word corpus
 BASE = dict(dim=100, window=5, min_count=5, epochs=1, seed=1, eval_every=0.25)

@@ -4,7 +4,8 @@ Skip-gram and CBOW with negative sampling (5) and hierarchical softmax, both too
 corpus, vocabulary rule, dim 100, window 5, sample 1e-3, min-count 5, seed 1, learning rate
 (gensim's alpha set to w2vjax's: 0.05 for CBOW, 0.025 for skip-gram; min_alpha = alpha * 1e-4),
 **1 epoch** (shortened to fit a 2-core machine).  gensim runs with 2 worker threads through
-``benchmarks/quality.py``'s ``run_gensim``; both tools' vectors are scored by ``w2vjax.evaluate``.
+``experiments/gensim_ref.py`` (the runner ``benchmarks/quality.py`` uses too); both tools' vectors
+are scored by ``w2vjax.evaluate``.
 The w2vjax rows are the same runs as the objectives study's ``*-sub`` rows (shared work dirs).
 
 Command:  python -m experiments.run reference
@@ -20,7 +21,7 @@ spread), CBOW/HS 17.06 / 15.86, SG/NEG-5 16.04 / 14.63, SG/HS 22.96 / 21.46; WS-
 (timings taken while another job shared the 2 cores).  Runtime: 4.1 min for the four gensim runs (summed total_seconds).
 """
 
-from .runner import Variant
+from .running import Variant
 
 BASE = dict(dim=100, window=5, min_count=5, sample=1e-3, epochs=1, seed=1, eval_every=0.25)
 CONFIGS = {"cbow-ns5": dict(model="cbow", loss="ns", negative=5), "cbow-hs": dict(model="cbow", loss="hs"),
