@@ -2,16 +2,19 @@
 
     python benchmarks/device_windows.py [--corpus ../shared/data/corpora/enwiki2015_text8style.zip] \
         [--batch-size 4096] [--out benchmarks/results/device_windows_cpu]
+    python benchmarks/device_windows.py --smoke   # seconds: the embedded corpus, tiny calls
 
 Part 1 (host, one core): raw words/s that the host stream (:class:`w2vjax.stream.Streamer`,
-every example made in NumPy) and the token stream of device windows
+every example and its noise words made in NumPy) and the token stream of device windows
 (:class:`w2vjax.windows.TokenStream`, token ids and sentence flags only) deliver, for
-skip-gram/NS at the given batch size.  Part 2 (the default JAX device): the jitted train
-step with device windows (:func:`w2vjax.step.make_train_step` on token batches already on
-the device) and, alone, the making of its examples (:func:`w2vjax.windows.device_examples`
-in the same ``lax.scan``), in raw words/s; per model x loss.  Each figure is the best of
-``--repeats`` timings.  On a GPU this is the step's ceiling for the 50 M raw words/s target;
-on CPU it shows what the path costs where the host stream is the default.
+skip-gram/NS at the given batch size.  Part 2 (the default JAX device): the jitted train step
+of the XLA engine with device windows (:func:`w2vjax.step.make_train_step` on
+:class:`w2vjax.batches.TokenRows` already on the device) and, alone, the making of its examples
+(:func:`w2vjax.windows.device_examples` in the same ``lax.scan``), in raw words/s, per model x
+loss.  Each figure is the best of ``--repeats`` timings.  On a GPU/TPU it is the step's ceiling
+(device windows are the default there); on CPU it shows what the path costs where the host
+stream is the default.  Figures: ``benchmarks/results/device_windows_cpu.md`` and the
+accelerator runs of ``benchmarks/accelerator.sh``.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from w2vjax import sharding  # noqa: E402
 sharding.one_xla_cpu_thread(True, None)  # as `w2vjax train` does on one CPU device (no-op elsewhere)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from w2vjax import make_config, step as step_lib, windows  # noqa: E402
 from w2vjax.prepare import prepare  # noqa: E402
 from w2vjax.stream import Streamer, StreamSpec  # noqa: E402
+from w2vjax.train import default_corpus  # noqa: E402
 
 sys.path.insert(0, HERE)
 from step_profile import CONFIGS, best_of, best_step_seconds  # noqa: E402
@@ -79,7 +84,7 @@ def step_rows(args, data) -> list[dict]:
         tables = step_lib.make_tables(data.vocab, cfg)
         host = [b for b, _, _ in itertools.islice(windows.TokenStream(data, spec)(), args.calls + 1)]
         batches = [jax.device_put(b) for b in host]
-        words = sum(int((b["tokens"] >= 0).sum()) for b in host[1:])
+        words = sum(int((b.tokens >= 0).sum()) for b in host[1:])
 
         neg = cfg.model.negative if loss == "ns" else 0
         key = jax.random.key(0)
@@ -89,7 +94,7 @@ def step_rows(args, data) -> list[dict]:
             def body(c, mb):
                 ex = windows.device_examples(mb, key, tables, window=cfg.data.window, windows=cfg.windows,
                                              negative=neg)
-                return c + ex["mask"].sum() + sum(v.sum() for k, v in ex.items() if k != "mask"), None
+                return c + sum(jnp.sum(v) for v in jax.tree.leaves(ex)), None  # keeps every array live
             return jax.lax.scan(body, 0.0, batch)[0]
 
         jax.block_until_ready(make_only(batches[0]))
@@ -112,16 +117,23 @@ def step_rows(args, data) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "data", "corpora",
-                                                     "enwiki2015_text8style.zip"))
+    ap.add_argument("--corpus", default=None, help="default: ../shared/data/corpora/enwiki2015_text8style.zip, "
+                    "with --smoke the embedded corpus (w2vjax.train.default_corpus)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "w2vjax_device_windows"))
     ap.add_argument("--batch-size", type=int, default=None, help="default: the platform's (4096 on GPU/TPU)")
     ap.add_argument("--steps-per-call", type=int, default=128)
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--feed-words", type=int, default=4_000_000)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, not a measurement: the "
+                    "embedded corpus, --steps-per-call 4 --calls 2 --repeats 1 --feed-words 200000")
     ap.add_argument("--out", default=None, help="write OUT.md")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps_per_call, args.calls, args.repeats, args.feed_words = 4, 2, 1, 200_000
+    if args.corpus is None:
+        args.corpus = default_corpus() if args.smoke else os.path.join(ROOT, "..", "shared", "data", "corpora",
+                                                                       "enwiki2015_text8style.zip")
     data = prepare(args.corpus, args.workdir, 5, None, 10_000)
     cfg = make_config(model="skipgram", loss="ns", batch_size=args.batch_size, steps_per_call=args.steps_per_call,
                       epochs=1).for_platform(jax.devices()[0].platform)
@@ -134,7 +146,8 @@ def main(argv=None) -> int:
              f"negative 5, sample 1e-3, {args.steps_per_call} updates per call; machine: {machine}; "
              f"PJRT_NPROC={os.environ.get('PJRT_NPROC')}; date {time.strftime('%Y-%m-%d')}.",
              f"Command: `python benchmarks/device_windows.py --corpus {args.corpus}"
-             f"{f' --batch-size {args.batch_size}' if args.batch_size else ''} --repeats {args.repeats}"
+             f"{f' --batch-size {args.batch_size}' if args.batch_size else ''} --steps-per-call {args.steps_per_call}"
+             f" --calls {args.calls} --repeats {args.repeats} --feed-words {args.feed_words}"
              f"{f' --out {args.out}' if args.out else ''}`", "",
              f"| host feed, one core (skip-gram/NS, batch {cfg.batch_size}) | M raw words/s |", "|---|---|"]
     lines += [f"| {r['what']} | {r['raw_words_per_s'] / 1e6:.1f} |" for r in feed]

@@ -2,10 +2,13 @@
 
 Writes a synthetic Zipfian corpus of N tokens to disk (lines of 1,000 words over 100,000 word
 types), then in a fresh subprocess per size: prepares it (vocabulary + uint32 ids), streams one
-full epoch of skip-gram batches through the host pipeline, and runs the jitted trainer on the
-first ``--train-calls`` batches. Reports the peak RSS after each phase.
+full epoch of skip-gram/NS batches (noise words included) through the host pipeline, and runs
+the jitted trainer, with the engine ``w2vjax train`` would choose for the host stream
+(:func:`w2vjax.engines.choose`), on the first ``--train-calls`` batches. Reports the peak RSS
+after each phase; figures: ``benchmarks/results/memory.md``.
 
     python benchmarks/memory.py --sizes 20000000,200000000 --dir /tmp/w2vjax-mem
+    python benchmarks/memory.py --smoke   # seconds: one 200,000-token corpus, 2 training calls
 
 Peak RSS counts file-backed pages mapped into the process too; the streamer and prepare read
 the token file in bounded blocks, so neither grows with N.
@@ -19,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -53,7 +57,8 @@ def write_corpus(path: str, n: int, types: int = 100_000, seed: int = 0) -> None
 def measure(path: str, workdir: str, train_calls: int) -> dict:
     sys.path.insert(0, ROOT)
     import jax
-    from w2vjax import make_config, step as step_lib
+    import numpy as np
+    from w2vjax import engines, make_config, step as step_lib
     from w2vjax.prepare import prepare
     from w2vjax.stream import Streamer, StreamSpec
     out = {"start_mb": rss_mb()}
@@ -61,21 +66,26 @@ def measure(path: str, workdir: str, train_calls: int) -> dict:
     corpus = prepare(path, workdir, min_count=5)
     out.update(prepare_s=time.time() - t, after_prepare_mb=rss_mb(), tokens=corpus.num_words,
                vocab=len(corpus.vocab))
-    cfg = make_config(model="skipgram", loss="ns", epochs=1)
-    spec = StreamSpec("skipgram", 5, cfg.batch_size, cfg.train.steps_per_call, 1, 1)
-    streamer = Streamer(corpus, corpus.vocab.keep_prob(1e-3), spec)
+    cfg = make_config(model="skipgram", loss="ns", epochs=1, device_windows=False)
+    cfg, engine = engines.choose(cfg, jax.devices()[0].platform)
+    tables = step_lib.make_tables(corpus.vocab, cfg)
+    spec = StreamSpec("skipgram", cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, cfg.train.seed,
+                      negative=cfg.model.negative)  # the host stream draws the noise words, as in training
+    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias))
+    streamer = Streamer(corpus, corpus.vocab.keep_prob(cfg.data.sample), spec, noise=noise)
     t = time.time()
     batches = 0
     for batch, _, _ in streamer():
         batches += 1
     out.update(stream_s=time.time() - t, stream_batches=batches, after_stream_mb=rss_mb())
     state = step_lib.init_state(cfg, len(corpus.vocab))
-    train = step_lib.make_train_step(cfg, step_lib.make_tables(corpus.vocab, cfg), streamer.total_words)
+    train = step_lib.make_train_step(cfg, tables, streamer.total_words, engine=engine)
     for i, (batch, _, _) in enumerate(streamer()):
         if i == train_calls:
             break
         state, m = train(state, batch)
     jax.block_until_ready(state.params)
+    out["engine"] = engine.name
     out["after_train_mb"] = rss_mb()
     return out
 
@@ -86,8 +96,12 @@ def main():
     p.add_argument("--dir", default="/tmp/w2vjax-mem")
     p.add_argument("--train-calls", type=int, default=20)
     p.add_argument("--out", default=None)
+    p.add_argument("--smoke", action="store_true", help="a check that it runs, not a measurement: "
+                   "--sizes 200000 --train-calls 2 --dir /tmp/w2vjax-mem-smoke")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.smoke:
+        args.sizes, args.train_calls, args.dir = "200000", 2, os.path.join(tempfile.gettempdir(), "w2vjax-mem-smoke")
     if args.one:
         n = int(args.one)
         rec = measure(os.path.join(args.dir, f"corpus_{n}.txt"), os.path.join(args.dir, f"wd_{n}"),
@@ -110,7 +124,8 @@ def main():
         rec["n"] = n
         rows.append(rec)
         print(json.dumps(rec), flush=True)
-    md = ["| tokens | vocab | prepare s | peak RSS after prepare MB | stream s (1 epoch, host) "
+    md = [f"Training: engine {rows[0]['engine']}, {args.train_calls} calls.", "",
+          "| tokens | vocab | prepare s | peak RSS after prepare MB | stream s (1 epoch, host) "
           "| after streaming MB | after training MB |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['tokens']:,} | {r['vocab']:,} | {r['prepare_s']:.0f} | {r['after_prepare_mb']:,.0f} "

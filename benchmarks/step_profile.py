@@ -2,17 +2,20 @@
 
     python benchmarks/step_profile.py [--corpus ../shared/data/corpora/text8_head.gz] [--repeats 5] \
         [--out benchmarks/results/step_profile]
+    python benchmarks/step_profile.py --smoke   # seconds: the embedded corpus, 2 short calls
 
-Part 1 times ``w2vjax.step.make_train_step`` on real batches of the corpus (streamed once,
-already on the device, so only the step is timed), per model x loss, with the row-update cap's
-touch counts made on the host (``host_prep``, the CPU default) and on the device, and with the
-host's noise words through the fused CPU kernel (``w2vjax.kernel``) on 1 thread and on 2
-threads, sharing each micro-batch by rows or Hogwild.  Part 2 times
-the pieces of a skip-gram/NS update of 256 pairs x 6 output rows x dim 100 on their own: the
-row gathers and scatter-adds, and the two small batched products.  Each figure is the best of
-``--repeats`` timings of ``--calls`` calls (the machine is shared; the best is the least
-disturbed).  Run it with ``PJRT_NPROC=1`` (one XLA thread, as ``w2vjax train`` uses on CPU);
-this script sets it unless it is set.
+Part 1 times ``w2vjax.step.make_train_step`` on real batches of the corpus (the host stream's,
+noise words included, streamed once and already on the device, so only the step is timed), per
+model x loss, for each engine that runs on one CPU device: the XLA reference update
+(``w2vjax.engines.xla``) and the fused CPU kernel (``w2vjax.engines.cpu_kernel``) on 1 thread
+and on 2 Hogwild threads.  Part 2 times the pieces of a skip-gram/NS update of 256 pairs x 6
+output rows x dim 100 on their own: the row gathers and scatter-adds, and the two small batched
+products.  Each figure is the best of ``--repeats`` timings of ``--calls`` calls (the machine is
+shared; the best is the least disturbed).  Run it with ``PJRT_NPROC=1`` (one XLA thread, as
+``w2vjax train`` uses on CPU); this script sets it unless it is set.  Figures:
+``benchmarks/results/step_profile.md``.
+
+Host-prep touch counts and row-shared kernel threads are no longer timed: the trainer lost them.
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from w2vjax import make_config, step as step_lib  # noqa: E402
+from w2vjax import engines, make_config, step as step_lib  # noqa: E402
+from w2vjax.engines import cpu_kernel  # noqa: E402
 from w2vjax.prepare import prepare  # noqa: E402
 from w2vjax.stream import Streamer, StreamSpec  # noqa: E402
+from w2vjax.train import default_corpus  # noqa: E402
 
 CONFIGS = [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs")]
+KERNEL_THREADS = (1, 2)  # the CPU kernel's threads timed (2: Hogwild)
 
 
 def best_of(fn, repeats: int) -> float:
@@ -51,13 +57,11 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def best_step_seconds(cfg, tables, data, batches, repeats: int, kernel_threads: int = 0,
-                      hogwild: bool = False) -> float:
-    """Best of ``repeats`` timings of the jitted train step over ``batches[1:]`` (already on the
-    device; ``batches[0]`` compiles it), the state carried from call to call as in training;
-    ``kernel_threads`` > 0: the fused CPU kernel's step on that many threads (``hogwild``: each
-    its own micro-batches)."""
-    fn = step_lib.make_train_step(cfg, tables, data.num_words, kernel_threads=kernel_threads, hogwild=hogwild)
+def best_step_seconds(cfg, tables, data, batches, repeats: int, engine: engines.Engine = engines.Engine()) -> float:
+    """Best of ``repeats`` timings of the jitted train step of ``engine`` (default: the XLA
+    engine) over ``batches[1:]`` (already on the device; ``batches[0]`` compiles it), the state
+    carried from call to call as in training."""
+    fn = step_lib.make_train_step(cfg, tables, data.num_words, engine=engine)
     state, _ = fn(step_lib.init_state(cfg, len(data.vocab)), batches[0])
     jax.block_until_ready(state)
     holder = [state]
@@ -72,40 +76,46 @@ def best_step_seconds(cfg, tables, data, batches, repeats: int, kernel_threads: 
     return best_of(run, repeats)
 
 
-def step_rows(args, data, workdir) -> list[dict]:
+def host_batches(cfg, data, tables, calls: int) -> list:
+    """The first ``calls`` batches of the host stream, as ``w2vjax.train.make_stream`` makes it
+    (noise words drawn for negative sampling)."""
+    ns = cfg.model.loss == "ns"
+    spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, cfg.train.seed,
+                      windows=cfg.windows, negative=cfg.model.negative if ns else 0)
+    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
+    stream = Streamer(data, data.vocab.keep_prob(cfg.data.sample), spec, noise=noise)()
+    return [b for b, _, _ in itertools.islice(stream, calls)]
+
+
+def step_rows(args, data) -> list[dict]:
     rows = []
-    keep = data.vocab.keep_prob(1e-3)
+    ok, why = cpu_kernel.available()
+    if not ok:
+        print(f"# the CPU kernel is not available ({why}): XLA engine only", flush=True)
     for model, loss in CONFIGS:
-        for host in (True, False):
-            cfg = make_config(model=model, loss=loss).validate()
-            tables = step_lib.make_tables(data.vocab, cfg)
-            ns = host and loss == "ns"
-            noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
-            spec = StreamSpec(model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, cfg.train.seed,
-                              windows=cfg.windows, negative=cfg.model.negative if ns else 0)
-            stream = Streamer(data, keep, spec, noise=noise)()
-            host_batches = [b for b, _, _ in itertools.islice(stream, args.calls + 1)]
-            counts = step_lib.HostCounts(cfg, tables)
-            t = time.perf_counter()
-            if host:
-                host_batches = [counts(b) for b in host_batches]
-            host_ms = (time.perf_counter() - t) / len(host_batches) * 1e3 if host else 0.0
-            batches = [jax.device_put(b) for b in host_batches]
-            examples = sum(float(b["mask"].sum()) for b in host_batches[1:])
-            unit = "window" if cfg.windows else "pair"
-            # the kernel takes the host's noise words (and counts its own touches)
-            for threads, wild in (((0, False), (1, False), (2, False), (2, True)) if host else ((0, False),)):
-                sec = best_step_seconds(cfg, tables, data, batches, args.repeats, threads, wild)
-                rows.append({"config": f"{model}/{loss}", "host_prep": host, "unit": unit, "kernel": threads,
-                             "hogwild": wild, "us_per_example": sec / examples * 1e6,
-                             "host_ms_per_call": 0.0 if threads else host_ms})  # the kernel counts its own
-                print(f"# {model}/{loss} host_prep={host} kernel threads {threads}{' Hogwild' if wild else ''}: "
-                      f"{rows[-1]['us_per_example']:.3f} us per {unit}", flush=True)
+        cfg = make_config(model=model, loss=loss, steps_per_call=args.steps_per_call).validate()
+        tables = step_lib.make_tables(data.vocab, cfg)
+        host = host_batches(cfg, data, tables, args.calls + 1)
+        batches = [jax.device_put(b) for b in host]
+        examples = sum(float(b.mask.sum()) for b in host[1:])
+        unit = "window" if cfg.windows else "pair"
+        runs = [engines.Engine()] + ([engines.cpu_kernel_engine(t) for t in KERNEL_THREADS] if ok else [])
+        for engine in runs:
+            sec = best_step_seconds(cfg, tables, data, batches, args.repeats, engine)
+            rows.append({"config": f"{model}/{loss}", "unit": unit, "engine": engine.name,
+                         "kernel": engine.threads, "us_per_example": sec / examples * 1e6})
+            print(f"# {model}/{loss} {_update_name(rows[-1])}: {rows[-1]['us_per_example']:.3f} us per {unit}",
+                  flush=True)
     return rows
 
 
+def _update_name(r: dict) -> str:
+    t = r["kernel"]
+    return f"CPU kernel, {t} thread{'s, Hogwild' if t > 1 else ''}" if r["engine"] == "cpu_kernel" else "XLA"
+
+
 def part_rows(args) -> list[dict]:
-    v, d, b, j, s = 22541, 100, 256, 6, 128
+    v, d, b, j, s = 22541, 100, 256, 6, args.steps_per_call
     rng = np.random.default_rng(0)
     p = 1.0 / np.arange(1, v + 1)
     p /= p.sum()
@@ -150,34 +160,43 @@ def part_rows(args) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "data", "corpora", "text8_head.gz"))
+    ap.add_argument("--corpus", default=None, help="default: ../shared/data/corpora/text8_head.gz, "
+                    "with --smoke the embedded corpus (w2vjax.train.default_corpus)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "w2vjax_step_profile"))
     ap.add_argument("--calls", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps-per-call", type=int, default=128)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, not a measurement: "
+                    "the embedded corpus, --calls 2 --repeats 1 --steps-per-call 8")
     ap.add_argument("--out", default=None, help="write OUT.md")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.calls, args.repeats, args.steps_per_call = 2, 1, 8
+    if args.corpus is None:
+        args.corpus = default_corpus() if args.smoke else os.path.join(ROOT, "..", "shared", "data", "corpora",
+                                                                       "text8_head.gz")
     data = prepare(args.corpus, args.workdir, 5, None, 10_000)
-    steps = step_rows(args, data, args.workdir)
+    steps = step_rows(args, data)
     parts = part_rows(args)
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                f"jax {jax.__version__}")
-    lines = [f"Corpus `{os.path.basename(args.corpus)}` (vocabulary {len(data.vocab):,}), defaults (dim 100, "
-             f"window 5, negative 5, batch 256 x 128 updates per call); machine: {machine}; "
+    cfg = make_config(steps_per_call=args.steps_per_call)
+    lines = [f"Corpus `{os.path.basename(args.corpus)}` (vocabulary {len(data.vocab):,}), defaults (dim "
+             f"{cfg.model.dim}, window {cfg.data.window}, negative {cfg.model.negative}, batch {cfg.batch_size} x "
+             f"{args.steps_per_call} updates per call); machine: {machine}; "
              f"PJRT_NPROC={os.environ.get('PJRT_NPROC')}; date {time.strftime('%Y-%m-%d')}.",
-             f"Command: `python benchmarks/step_profile.py --corpus {args.corpus} --repeats {args.repeats} "
-             f"--out {args.out}`", "",
-             "| step | noise words + touch counts made on | update | µs per example (device) "
-             "| host ms per call (counts) |", "|---|---|---|---|---|"]
-    for r in steps:
-        mode = " Hogwild" if r.get("hogwild") else " sharing rows" if r["kernel"] > 1 else ""
-        update = f"CPU kernel, {r['kernel']} thread{'s' if r['kernel'] > 1 else ''}{mode}" if r["kernel"] else "XLA"
-        lines.append(f"| {r['config']} ({r['unit']}s) | {'host' if r['host_prep'] else 'device'} | {update} | "
-                     f"{r['us_per_example']:.3f} | {r['host_ms_per_call']:.1f} |")
+             f"Command: `python benchmarks/step_profile.py --corpus {args.corpus} --calls {args.calls} "
+             f"--repeats {args.repeats} --steps-per-call {args.steps_per_call}"
+             f"{f' --out {args.out}' if args.out else ''}`", "",
+             "The host stream draws the noise words; every engine takes the same batches.", "",
+             "| step | update (engine) | µs per example (device) |", "|---|---|---|"]
+    lines += [f"| {r['config']} ({r['unit']}s) | {_update_name(r)} | {r['us_per_example']:.3f} |" for r in steps]
     lines += ["", "| part of a skip-gram/NS update (256 pairs) | µs per pair |", "|---|---|"]
     lines += [f"| {r['part']} | {r['us_per_pair']:.3f} |" for r in parts]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out + ".md", "w") as f:
             f.write(text)
     return 0
