@@ -23,10 +23,10 @@ def _vectors(workdir):
 
 @pytest.mark.parametrize("model,loss,stops,extra", [("skipgram", "ns", [3, 5], {}), ("cbow", "hs", [2], {}),
                                                     ("skipgram", "ns", [2, 3], {"device_windows": True}),
-                                                    ("cbow", "ns", [2], {"threads": 2, "hogwild": False})])
+                                                    ("cbow", "ns", [2], {"cpu_kernel": False})])
 def test_resumed_run_is_bitwise_identical(corpus, tmp_path, model, loss, stops, extra):
-    """(On one CPU kernel thread, or threads sharing each batch by rows: Hogwild threads, the
-    default on several cores, race as word2vec.c's do, and no two runs are bitwise equal.)"""
+    """(On one CPU kernel thread, or the XLA engine: Hogwild threads, the default on several
+    cores, race as word2vec.c's do, and no two runs are bitwise equal.)"""
     cfg = make_config(model=model, loss=loss, dim=16, epochs=3, batch_size=64, steps_per_call=8,
                       min_count=3, **dict({"threads": 1}, **extra))
     _train(cfg, tmp_path / "straight", corpus)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from w2vjax.batches import Pairs, Windows
 from w2vjax import losses, objectives
 from w2vjax.vocab import huffman_tree
 
@@ -41,12 +42,13 @@ def _setup(model, rng, b=6, c=4, d=8):
     if model == "skipgram":
         in_rows = _rows(rng, b, d)
         ctx_mask = None
-        batch = {"mask": jnp.ones(b)}
+        batch = Pairs(jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32), jnp.ones(b), jnp.float32(0))
     else:
         in_rows = _rows(rng, b, c, d)
         ctx_mask = (rng.random((b, c)) < 0.7).astype(np.float32)
         ctx_mask[:, 0] = 1
-        batch = {"mask": jnp.ones(b), "inp_mask": jnp.asarray(ctx_mask)}
+        batch = Windows(jnp.zeros(ctx_mask.shape, jnp.int32), jnp.asarray(ctx_mask), jnp.zeros(b, jnp.int32),
+                        jnp.ones(b), jnp.float32(0))
     return in_rows, ctx_mask, batch
 
 
@@ -107,7 +109,7 @@ def test_full_softmax_grad_matches_closed_form(model, mean, exact, chunk):
     in_rows, ctx_mask, batch = _setup(model, rng, b, 4, d)
     table = _rows(rng, v, d)
     target = rng.integers(0, v, b)
-    batch = dict(batch, out=jnp.asarray(target))
+    batch = batch._replace(out=jnp.asarray(target))
 
     def total(r):
         return objectives.example_loss(r, batch, {}, model, "softmax", cbow_mean=mean, exact_grad=exact,

@@ -155,17 +155,17 @@ def test_data_shards_cover_each_example_once(head_corpus, tmp_path, model):
     got, words = [], []
     sharded = ShardedStream(corpus, keep, spec, 3, (0, 1, 2))
     for batch, positions, done in sharded(sharded.start()):
-        got.extend(batch["out"][batch["mask"] > 0].tolist())
+        got.extend(batch.out[batch.mask > 0].tolist())
         words.append(done)
-        assert batch["words"].shape == batch["mask"].shape
+        assert batch.words.shape == batch.mask.shape
     assert sorted(got) == want  # the same examples (block-seeded), split over 3 streams
     assert words == sorted(words) and words[-1] == plain.total_words
     # resuming each shard from a saved position continues exactly
     it = sharded(sharded.start())
     for _ in range(3):
         _, pos, _ = next(it)
-    rest = [b["out"][b["mask"] > 0].tolist() for b, _, _ in it]
-    again = [b["out"][b["mask"] > 0].tolist() for b, _, _ in sharded(pos)]
+    rest = [b.out[b.mask > 0].tolist() for b, _, _ in it]
+    again = [b.out[b.mask > 0].tolist() for b, _, _ in sharded(pos)]
     assert rest == again
 
 

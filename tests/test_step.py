@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from w2vjax import objectives, step as step_lib
+from w2vjax.batches import Pairs, Windows
 from w2vjax.config import make_config
+from w2vjax.engines import xla
 from w2vjax.vocab import Vocab
 
 COUNTS = np.array([50, 30, 20, 12, 9, 7, 5, 5, 4, 3, 2, 1], np.int64)
@@ -17,16 +19,16 @@ def sig(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _batch(model, rng, b, v, window=2):
+def _batch(model, rng, b, v, window=2, negative=3):
+    neg = jnp.asarray(rng.integers(0, v, (b, negative)), jnp.int32) if negative else None
+    mask = jnp.asarray([1.0] * (b - 1) + [0.0])
     if model == "skipgram":
-        return {"inp": jnp.asarray(rng.integers(0, v, b), jnp.int32),
-                "out": jnp.asarray(rng.integers(0, v, b), jnp.int32),
-                "mask": jnp.asarray([1.0] * (b - 1) + [0.0]), "words": jnp.float32(37.0)}
-    mask = (rng.random((b, 2 * window)) < 0.7).astype(np.float32)
-    mask[:, 0] = 1
-    return {"inp": jnp.asarray(rng.integers(0, v, (b, 2 * window)), jnp.int32),
-            "inp_mask": jnp.asarray(mask), "out": jnp.asarray(rng.integers(0, v, b), jnp.int32),
-            "mask": jnp.asarray([1.0] * (b - 1) + [0.0]), "words": jnp.float32(37.0)}
+        return Pairs(jnp.asarray(rng.integers(0, v, b), jnp.int32), jnp.asarray(rng.integers(0, v, b), jnp.int32),
+                     mask, jnp.float32(37.0), neg)
+    ctx = (rng.random((b, 2 * window)) < 0.7).astype(np.float32)
+    ctx[:, 0] = 1
+    return Windows(jnp.asarray(rng.integers(0, v, (b, 2 * window)), jnp.int32), jnp.asarray(ctx),
+                   jnp.asarray(rng.integers(0, v, b), jnp.int32), mask, jnp.float32(37.0), neg)
 
 
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
@@ -35,8 +37,8 @@ def test_one_update_equals_word2vec_c(model, loss):
     cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=3, lr=0.3)
     tables = step_lib.make_tables(VOCAB, cfg)
     total_words = 1000
-    schedule = step_lib.make_schedule(cfg, total_words)
-    update = step_lib.make_update(cfg, tables, schedule)
+    schedule = xla.make_schedule(cfg, total_words)
+    update = xla.make_update(cfg, tables, schedule)
     state = step_lib.init_state(cfg, len(VOCAB))
     rng = np.random.default_rng(0)
     params = {"emb_in": state.params["emb_in"],
@@ -50,17 +52,17 @@ def test_one_update_equals_word2vec_c(model, loss):
     w_in = np.asarray(params["emb_in"], np.float64)
     w_out = np.asarray(params["emb_out"], np.float64)
     d_in, d_out = np.zeros_like(w_in), np.zeros_like(w_out)
-    _, ids, aux = objectives.gather(params, mb, tables, loss, jax.random.fold_in(state.key, step), 3)
+    _, ids, aux = objectives.gather(params, mb, tables, loss, None, 3, neg=mb.neg)
     for e in range(5):
-        if not mb["mask"][e]:
+        if not mb.mask[e]:
             continue
         if model == "skipgram":
-            ctx = [int(mb["inp"][e])]
+            ctx = [int(mb.inp[e])]
             h = w_in[ctx[0]]
         else:
-            ctx = [int(i) for i, m in zip(mb["inp"][e], mb["inp_mask"][e]) if m]
+            ctx = [int(i) for i, m in zip(mb.inp[e], mb.inp_mask[e]) if m]
             h = w_in[ctx].mean(0)
-        target = int(mb["out"][e])
+        target = int(mb.out[e])
         if loss == "ns":
             nodes = [int(i) for i in ids["out"][e]]
             labels = [1.0] + [0.0] * (len(nodes) - 1)
@@ -97,7 +99,7 @@ def test_init_and_schedule_follow_word2vec_c():
     w = np.asarray(state.params["emb_in"])
     assert w.min() >= -0.5 / 40 and w.max() <= 0.5 / 40 and w.std() > 0.2 / 40
     assert not np.any(np.asarray(state.params["emb_out"]))
-    sched = step_lib.make_schedule(cfg, 10_000)
+    sched = xla.make_schedule(cfg, 10_000)
     assert float(sched(0)) == pytest.approx(0.025)
     assert float(sched(10_000)) == pytest.approx(0.025e-4)
     assert float(sched(20_000)) == pytest.approx(0.025e-4)
@@ -109,10 +111,10 @@ def test_scan_of_updates_equals_sequential_updates():
     cfg = make_config(model="skipgram", loss="ns", dim=8, negative=2, batch_size=4, steps_per_call=3)
     tables = step_lib.make_tables(VOCAB, cfg)
     train_step = step_lib.make_train_step(cfg, tables, 500)
-    update = jax.jit(step_lib.make_update(cfg, tables, step_lib.make_schedule(cfg, 500)))
+    update = jax.jit(xla.make_update(cfg, tables, xla.make_schedule(cfg, 500)))
     rng = np.random.default_rng(1)
-    mbs = [_batch("skipgram", rng, 4, len(VOCAB)) for _ in range(3)]
-    batch = {k: jnp.stack([m[k] for m in mbs]) for k in mbs[0]}
+    mbs = [_batch("skipgram", rng, 4, len(VOCAB), negative=2) for _ in range(3)]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
     s0 = step_lib.init_state(cfg, len(VOCAB))
     params, opt, key = s0.params, s0.opt_state, s0.key
     for i, mb in enumerate(mbs):
@@ -127,9 +129,9 @@ def test_scan_of_updates_equals_sequential_updates():
 
 def test_full_softmax_is_chunked_for_large_vocabularies():
     small = make_config(loss="softmax", batch_size=256)
-    assert step_lib.softmax_chunk(small, 10_000) == 0
-    assert step_lib.softmax_chunk(small, 1_000_000) == (1 << 24) // 256
-    assert step_lib.softmax_chunk(make_config(loss="softmax", softmax_chunk=100), 10) == 100
+    assert xla.softmax_chunk(small, 10_000) == 0
+    assert xla.softmax_chunk(small, 1_000_000) == (1 << 24) // 256
+    assert xla.softmax_chunk(make_config(loss="softmax", softmax_chunk=100), 10) == 100
 
 
 def test_shared_negatives_window_equals_its_pairs_with_the_same_negatives():
@@ -143,27 +145,27 @@ def test_shared_negatives_window_equals_its_pairs_with_the_same_negatives():
               "emb_out": jnp.asarray(rng.normal(0, 0.3, (12, 6)), jnp.float32)}
     mb = _batch("cbow", rng, 4, 12)  # window layout: inp [B, 2W] + inp_mask, out [B]
     key = jax.random.key(5)
-    rows, ids, aux = objectives.gather(params, mb, tables, "ns", key, 3)
+    rows, ids, aux = objectives.gather(params, mb, tables, "ns", key, 3, neg=mb.neg)
     window = objectives.example_loss(rows, mb, aux, "skipgram", "ns")
     w_in, w_out = np.asarray(params["emb_in"], np.float64), np.asarray(params["emb_out"], np.float64)
     for e in range(4):
         expect = 0.0
-        for c, m in zip(np.asarray(mb["inp"][e]), np.asarray(mb["inp_mask"][e])):
+        for c, m in zip(np.asarray(mb.inp[e]), np.asarray(mb.inp_mask[e])):
             if not m:
                 continue
             out = np.asarray(ids["out"][e])
             pos = np.log(sig(w_in[c] @ w_out[out[0]]))
             neg = sum(np.log(sig(-w_in[c] @ w_out[n])) * k for n, k in zip(out[1:], np.asarray(aux["neg_mask"][e])))
             expect -= pos + neg
-        assert float(window[e]) == pytest.approx(expect * float(mb["mask"][e]), rel=1e-5, abs=1e-6)
+        assert float(window[e]) == pytest.approx(expect * float(mb.mask[e]), rel=1e-5, abs=1e-6)
 
 
 def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
     ids = {"in": jnp.asarray([0, 1, 1, 1, 2], jnp.int32), "out": jnp.asarray([[3, 3], [3, 4], [3, 3], [4, 4], [5, 3]])}
-    mb = {"inp": ids["in"], "mask": jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])}
+    mb = Pairs(ids["in"], ids["out"][:, 0], jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0]), jnp.float32(0))
     grads = {"in": jnp.ones((5, 2)), "out": jnp.ones((5, 2, 2))}
     bufs = {"emb_in": jnp.zeros(6), "emb_out": jnp.zeros(6)}
-    capped, bufs = step_lib.cap_row_updates(grads, ids, {}, mb, bufs, cap=2.0)
+    capped, bufs = xla.cap_row_updates(grads, ids, {}, mb, bufs, cap=2.0)
     # row 1 is touched 3 times (scale 2/3); rows 0 and 2 (masked example) at most once
     np.testing.assert_allclose(capped["in"][:, 0], [1, 2 / 3, 2 / 3, 2 / 3, 1])
     # output row 3 is touched 5 times by unmasked examples (scale 2/5), row 4 three times (2/3)
@@ -174,23 +176,23 @@ def test_row_update_cap_scales_only_rows_touched_more_than_cap_times():
 def test_padding_slots_are_dropped_from_the_scatters():
     """A masked example, an empty context slot and a padded Huffman path end update nothing: their
     ids become DROP, which apply_updates skips (the row the padding points at stays as it was)."""
-    d = step_lib.DROP
-    mb = {"inp": jnp.asarray([[1, 2, 0], [3, 0, 0], [4, 5, 6]]), "out": jnp.asarray([1, 2, 3]),
-          "inp_mask": jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]),
-          "mask": jnp.asarray([1.0, 1.0, 0.0])}
-    ids = {"in": mb["inp"], "out": jnp.asarray([[7, 8, 0], [7, 0, 0], [7, 8, 9]])}
+    d = xla.DROP
+    mb = Windows(jnp.asarray([[1, 2, 0], [3, 0, 0], [4, 5, 6]]),
+                 jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), jnp.asarray([1, 2, 3]),
+                 jnp.asarray([1.0, 1.0, 0.0]), jnp.float32(0))
+    ids = {"in": mb.inp, "out": jnp.asarray([[7, 8, 0], [7, 0, 0], [7, 8, 9]])}
     aux = {"path_mask": jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])}
-    got = step_lib.drop_padding(ids, mb, aux)
+    got = xla.drop_padding(ids, mb, aux)
     np.testing.assert_array_equal(got["in"], [[1, 2, d], [3, d, d], [d, d, d]])
     np.testing.assert_array_equal(got["out"], [[7, 8, d], [7, d, d], [d, d, d]])
     params = {"emb_in": jnp.zeros((10, 2)), "emb_out": jnp.zeros((10, 2))}
     upd = {"in": jnp.ones((3, 3, 2)), "out": jnp.ones((3, 3, 2))}
-    new = step_lib.apply_updates(params, upd, got)
+    new = xla.apply_updates(params, upd, got)
     np.testing.assert_array_equal(new["emb_in"][:, 0], [0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(new["emb_out"][:, 0], [0, 0, 0, 0, 0, 0, 0, 2, 1, 0])
     # skip-gram pairs: a masked pair drops its input and all of its output rows
-    pairs = step_lib.drop_padding({"in": jnp.asarray([4, 5]), "out": jnp.asarray([[1, 2], [3, 4]])},
-                                  {"inp": jnp.asarray([4, 5]), "mask": jnp.asarray([0.0, 1.0])}, {})
+    pairs = xla.drop_padding({"in": jnp.asarray([4, 5]), "out": jnp.asarray([[1, 2], [3, 4]])},
+                             Pairs(jnp.asarray([4, 5]), jnp.asarray([1, 3]), jnp.asarray([0.0, 1.0]), jnp.float32(0)), {})
     np.testing.assert_array_equal(pairs["in"], [d, 5])
     np.testing.assert_array_equal(pairs["out"], [[d, d], [3, 4]])
 
@@ -207,48 +209,6 @@ def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
     # a work dir written when the cap's default was a plain 16 has the same identity at batch 256
     assert make_config(row_update_cap=16.0).identity() == make_config().identity()
     assert make_config(batch_size=4096, row_update_cap=16.0).identity() != make_config(batch_size=4096).identity()
-
-
-@pytest.mark.parametrize("model,loss,shared", [("skipgram", "ns", False), ("cbow", "ns", False),
-                                               ("skipgram", "hs", False), ("cbow", "hs", False),
-                                               ("skipgram", "ns", True)])
-def test_host_touch_counts_equal_the_devices(model, loss, shared, head_corpus, tmp_path):
-    """The one-device trainer counts the row-update cap's touches on the host (step.HostCounts,
-    in the prefetch thread); the mesh counts them on the device.  Same counts, same vectors."""
-    from w2vjax.prepare import prepare
-    from w2vjax.stream import Streamer, StreamSpec
-    cfg = make_config(model=model, loss=loss, dim=16, batch_size=64, steps_per_call=8, negative=4, window=3,
-                      shared_negatives=shared, row_update_cap=2.0).validate()
-    data = prepare(head_corpus(20_000), str(tmp_path), 3, None, 10_000)
-    tables = step_lib.make_tables(data.vocab, cfg)
-    noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias))
-    spec = StreamSpec(model, 3, cfg.batch_size, 8, 1, 1, windows=cfg.windows,
-                      negative=4 if loss == "ns" else 0)
-    batches = [b for b, _, _ in Streamer(data, data.vocab.keep_prob(1e-3), spec, noise=noise)()][:4]
-    counts = step_lib.HostCounts(cfg, tables)
-    # the host's counts, slot by slot, are what the device counts with its [V] buffers
-    b0 = jax.tree.map(lambda x: x[0], counts(batches[0]))
-    rows, ids, aux = objectives.gather({"emb_in": jnp.zeros((len(data.vocab), 1)),
-                                        "emb_out": jnp.zeros((len(data.vocab), 1))},
-                                       b0, tables, loss, None, 4, neg=b0.get("neg"))
-    w_in, w_out = step_lib.touch_weights(jnp, b0, ids["out"].shape, aux.get("path_mask"), shared)
-    zeros = jnp.zeros((len(data.vocab),))
-    m_in, _ = step_lib._multiplicity(ids["in"], w_in, zeros)
-    m_out, _ = step_lib._multiplicity(ids["out"], w_out, zeros)
-    live_in, live_out = np.asarray(w_in) > 0, np.asarray(w_out) > 0
-    assert live_in.any() and live_out.any() and (np.asarray(m_out)[live_out] > cfg.row_cap).any()
-    np.testing.assert_array_equal(b0["m_in"][live_in], np.asarray(m_in)[live_in])
-    np.testing.assert_array_equal(b0["m_out"][live_out], np.asarray(m_out)[live_out])
-    # and training on either gives the same tables, bitwise
-    fn = step_lib.make_train_step(cfg, tables, data.num_words)
-    s_dev = s_host = step_lib.init_state(cfg, len(data.vocab))
-    s_host = step_lib.init_state(cfg, len(data.vocab))
-    for b in batches:
-        s_dev, _ = fn(s_dev, b)
-        s_host, _ = fn(s_host, counts(b))
-    assert fn.traces() == 2  # one trace with host counts, one without; never again
-    for k in s_dev.params:
-        np.testing.assert_array_equal(np.asarray(s_dev.params[k]), np.asarray(s_host.params[k]))
 
 
 def test_accelerators_default_to_16x_larger_batches():

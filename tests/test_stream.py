@@ -14,7 +14,8 @@ def _corpus(n=3000, sentence=500):
 
 
 def _all(streamer, start=Position()):
-    return [(b, p, w) for b, p, w in streamer(start)]
+    """The stream's items with each batch as a dict of its arrays."""
+    return [({k: v for k, v in b._asdict().items() if v is not None}, p, w) for b, p, w in streamer(start)]
 
 
 @pytest.mark.parametrize("model,negative", [("skipgram", 0), ("cbow", 0), ("skipgram", 3), ("cbow", 2)])
@@ -57,10 +58,10 @@ def test_skipgram_covers_every_in_window_pair_at_the_expected_rate():
     counts = np.zeros(2 * w + 1)
     crossed = 0
     for b, _, _ in Streamer(c, np.ones(4000, np.float32), spec)():
-        m = b["mask"].astype(bool)
-        d = b["inp"][m].astype(np.int64) - b["out"][m]  # context - center
+        m = b.mask.astype(bool)
+        d = b.inp[m].astype(np.int64) - b.out[m]  # context - center
         assert np.all((np.abs(d) >= 1) & (np.abs(d) <= w))
-        crossed += np.sum(b["inp"][m] // 400 != b["out"][m] // 400)
+        crossed += np.sum(b.inp[m] // 400 != b.out[m] // 400)
         counts += np.bincount(d + w, minlength=2 * w + 1)
     assert crossed == 0  # windows never cross a sentence boundary
     # each ordered pair at distance d (inside a sentence) appears with P(b >= d) = (W - d + 1) / W
@@ -78,8 +79,8 @@ def test_cbow_windows_and_subsampling_rate():
     spec = StreamSpec("cbow", 3, 128, 4, 5, seed=1, block_words=3000)
     targets = []
     for b, _, _ in Streamer(c, keep, spec)():
-        m = b["mask"].astype(bool)
-        ctx, cm, out = b["inp"][m], b["inp_mask"][m].astype(bool), b["out"][m]
+        m = b.mask.astype(bool)
+        ctx, cm, out = b.inp[m], b.inp_mask[m].astype(bool), b.out[m]
         assert np.all(cm.sum(1) >= 1)
         dist = np.abs(ctx.astype(np.int64) - out[:, None])
         assert np.all(dist[cm] >= 1)

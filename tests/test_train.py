@@ -47,12 +47,12 @@ def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model
 
 @pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs")])
 def test_device_prep_path_learns_too(small_corpus, tmp_path, model, loss):
-    """host_prep=False (the accelerator default): noise words drawn and row touches counted on
+    """The XLA engine on CPU (--no-cpu-kernel): row touches counted on
     the device, as the tests above do on the host (the CPU default)."""
-    cfg = make_config(model=model, loss=loss, dim=50, epochs=2, log_every_s=0.0, host_prep=False)
+    cfg = make_config(model=model, loss=loss, dim=50, epochs=2, log_every_s=0.0, cpu_kernel=False)
     corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
     summary = run_training(cfg, corpus, str(tmp_path), progress=False)
-    assert summary["host_prep"] is False and summary["step_compilations"] == 1
+    assert summary["engine"] == "xla" and summary["step_compilations"] == 1
     assert len(NUMBERS & set(_top(summary["_vectors"], corpus.vocab, "two"))) >= 2
     assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
 
@@ -64,7 +64,7 @@ def test_device_windows_learn_too(small_corpus, tmp_path, model, loss):
     cfg = make_config(model=model, loss=loss, dim=50, epochs=2, log_every_s=0.0, device_windows=True)
     corpus = prepare(small_corpus, str(tmp_path), cfg.data.min_count)
     summary = run_training(cfg, corpus, str(tmp_path), progress=False)
-    assert summary["device_windows"] is True and summary["host_prep"] is False
+    assert summary["device_windows"] is True and summary["engine"] == "xla"
     assert summary["step_compilations"] == 1
     assert summary["raw_words"] == 2 * corpus.num_words
     # about as many examples as the host stream makes (less the pairs crossing a row edge)

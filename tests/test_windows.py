@@ -12,6 +12,7 @@ from w2vjax.config import ConfigError
 from w2vjax.objectives import Tables
 from w2vjax.prepare import prepare
 from w2vjax.stream import Position, StreamSpec, block_examples
+from w2vjax.batches import TokenRows
 from w2vjax.windows import TokenSpec, TokenStream, device_examples, pair_slots, row_shape
 
 
@@ -25,11 +26,10 @@ def _tables(v, keep=1.0):
 
 
 def _examples(tokens, starts, rows, tables, window, windows=False, negative=0, key=0):
-    mb = {"tokens": jnp.asarray(tokens, jnp.int32), "starts": jnp.asarray(starts),
-          "row": jnp.asarray(rows, jnp.int32), "words": jnp.float32(0)}
+    mb = TokenRows(jnp.asarray(tokens, jnp.int32), jnp.asarray(starts), jnp.asarray(rows, jnp.int32), jnp.float32(0))
     fn = jax.jit(lambda mb: device_examples(mb, jax.random.key(key), tables, window=window, windows=windows,
                                             negative=negative))
-    return {k: np.asarray(v) for k, v in fn(mb).items()}
+    return {k: np.asarray(v) for k, v in fn(mb)._asdict().items() if v is not None}
 
 
 def _pairs(ex):
@@ -164,8 +164,8 @@ def test_token_stream_covers_every_token_once_per_epoch_and_resumes(head_corpus,
     spec = TokenSpec(row_tokens=100, rows=3, steps_per_call=2, epochs=2)
     stream = TokenStream(corpus, spec)
     items = list(stream())
-    tokens = np.concatenate([b["tokens"].reshape(-1, 100) for b, _, _ in items])
-    rows = np.concatenate([b["row"].reshape(-1) for b, _, _ in items])
+    tokens = np.concatenate([b.tokens.reshape(-1, 100) for b, _, _ in items])
+    rows = np.concatenate([b.row.reshape(-1) for b, _, _ in items])
     per_epoch = -(-n // 100)
     real = rows < 2 * per_epoch
     np.testing.assert_array_equal(rows[real], np.arange(2 * per_epoch))
@@ -176,10 +176,10 @@ def test_token_stream_covers_every_token_once_per_epoch_and_resumes(head_corpus,
         assert (flat[n:] == -1).all()
     assert (tokens[~real] == -1).all()
     # sentence starts flagged where the corpus's sentences start (700-word chunks here)
-    starts = np.concatenate([b["starts"].reshape(-1, 100) for b, _, _ in items])[:per_epoch].reshape(-1)
+    starts = np.concatenate([b.starts.reshape(-1, 100) for b, _, _ in items])[:per_epoch].reshape(-1)
     np.testing.assert_array_equal(np.flatnonzero(starts), corpus.sentences[:-1])
     # words done before each micro-step, and after each call
-    words = np.concatenate([b["words"] for b, _, _ in items])
+    words = np.concatenate([b.words for b, _, _ in items])
     firsts = rows[::3]
     np.testing.assert_array_equal(words, [stream.words_before(int(r)) for r in firsts])
     assert items[-1][2] == stream.total_words == 2 * n
@@ -188,14 +188,14 @@ def test_token_stream_covers_every_token_once_per_epoch_and_resumes(head_corpus,
         again = list(itertools.islice(stream(items[i - 1][1]), 2))
         for (a, pa, wa), (b, pb, wb) in zip(again, items[i:i + 2]):
             assert pa == pb and wa == wb
-            for k in a:
-                np.testing.assert_array_equal(a[k], b[k])
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
     assert items[-1][1] == Position(2, 0, 0)
 
 
 def test_device_windows_settings_that_cannot_work_are_refused():
-    with pytest.raises(ConfigError, match="--host-prep"):
-        make_config(device_windows=True, host_prep=True)
+    with pytest.raises(ConfigError, match="--cpu-kernel"):
+        make_config(device_windows=True, cpu_kernel=True)
     with pytest.raises(ConfigError, match="--data-shards"):
         make_config(device_windows=True, data_shards=2)
 

@@ -49,9 +49,8 @@ def one_xla_cpu_thread(single_process: bool, devices: Optional[int]) -> bool:
     """Give XLA:CPU one thread (``PJRT_NPROC=1``) for a one-device run on a CPU-only machine.
 
     XLA:CPU splits large fusions over a pool as big as the machine's cores; the trainer's
-    prefetch thread (stream, noise words, touch counts) needs one of those cores, and the
-    split work then waits on it: with one XLA thread the text8 sample trains 5-15 % faster on
-    2 cores (3 configs, two alternating runs each).  Only done before JAX starts its CPU
+    prefetch thread (stream, noise words) needs one of those cores, and the split work then
+    waits on it (measured in ``docs/performance.md``).  Only done before JAX starts its CPU
     client, and only where it cannot hurt: one process, no ``--devices`` above 1, no simulated
     CPU devices in ``XLA_FLAGS``, ``JAX_PLATFORMS`` unset or ``cpu``, no GPU/TPU plugin
     installed, and ``PJRT_NPROC`` not set by the user (set it to override).  Returns whether it

@@ -157,7 +157,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
-    summary = run_training(cfg, engine, data, workdir, progress=progress, log=log,
+    summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
                            stop_after_calls=stop_after_calls)
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
     if not primary:
@@ -286,7 +286,7 @@ class MetricsLog:
 
 @dataclasses.dataclass
 class Loop:
-    """The mutable state of the training loop and what it needs to save and evaluate."""
+    """The training loop's mutable state, and the periodic work done after each call."""
     cfg: Config
     layout: sharding.Layout
     vocab: Any
@@ -296,11 +296,62 @@ class Loop:
     position: Any
     words_done: int
     shards: int
+    total: int
     primary: bool
+    stop_after_calls: Optional[int] = None
     eval_seconds: float = 0.0
+    calls: int = 0
+
+    def __post_init__(self):
+        self.words_per_epoch = self.total // self.cfg.train.epochs
+        self.saved_epoch = self.words_done // self.words_per_epoch
+        self.start_step = self.last_save_step = self.step_no()
+        self.last_save_t = time.time()
+        self.eval_interval = int(self.cfg.train.eval_every * self.vocab.total)
+        self.next_eval = ((self.words_done // self.eval_interval + 1) * self.eval_interval
+                          if self.eval_interval else None)
 
     def step_no(self) -> int:
         return int(sharding.to_host(self.state.step))
+
+    def due(self, idle: bool, words_local: int, signalled: bool) -> list[Exchange]:
+        """What every process has to say before this call (see :class:`Exchange`)."""
+        now, t = time.time(), self.cfg.train
+        return exchange(Exchange(int(idle), words_local, int(signalled), int(now - self.log.last_t >= t.log_every_s),
+                                 int(bool(t.checkpoint_minutes) and now - self.last_save_t >= 60 * t.checkpoint_minutes)))
+
+    def after_call(self, metrics: dict, position, everyone: list[Exchange]) -> None:
+        """Book the call; then log, evaluate and checkpoint as due, deciding on what every
+        process saw at the exchange so that all run the same collectives."""
+        # several data shards: each process counts its own; one stream: all count the same
+        self.position = position
+        self.words_done = sum(e.words for e in everyone) if self.shards > 1 else everyone[0].words
+        self.log.pending.append(metrics)
+        self.calls += 1
+        if any(e.log_due for e in everyone):
+            self.flush()
+        if self.next_eval is not None and self.next_eval <= self.words_done < self.total:
+            self.flush()
+            self.evaluate()
+            self.next_eval = (self.words_done // self.eval_interval + 1) * self.eval_interval
+        stopping = any(e.signal for e in everyone) or (self.stop_after_calls is not None
+                                                        and self.calls >= self.stop_after_calls)
+        epoch = self.words_done // self.words_per_epoch
+        steps = self.start_step + self.calls * self.cfg.train.steps_per_call
+        every = self.cfg.train.checkpoint_every
+        if (epoch > self.saved_epoch or any(e.save_due for e in everyone) or stopping
+                or (every and steps - self.last_save_step >= every)):
+            self.flush()  # also checks the loss before anything is saved
+            self.last_save_step = self.save()
+            self.saved_epoch, self.last_save_t = epoch, time.time()
+        if stopping:
+            self.ckpt.wait()
+            raise Interrupted(f"stopped at step {self.last_save_step:,} ({self.words_done:,} of {self.total:,} "
+                              f"words) with a checkpoint in {self.ckpt.directory}; run the same command to resume")
+
+    def flush(self, final: bool = False) -> None:
+        if self.log.pending:
+            self.log.flush(self.step_no(), self.words_done, final)
 
     def save(self) -> int:
         """A checkpoint of the current state; never of one that is not finite."""
@@ -341,99 +392,73 @@ def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, sh
     return layout.place_state(host_state), position, words_done
 
 
-def run_training(cfg: Config, engine: engines.Engine, data: Corpus, workdir: str, *, progress: bool = True,
-                 log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[engines.Engine] = None,
+                 progress: bool = True, log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
     """The loop: stream -> jitted engine step -> metrics and checkpoints.  Returns the summary
     (+ ``_vectors``).  Resumes from the latest checkpoint in ``workdir``; ``stop_after_calls``
     stops (with a checkpoint, as a signal would) after that many calls: a hook for tests.
 
     Several processes (``jax.distributed``) run this loop in lockstep, exchanging an
     :class:`Exchange` once per call; only process 0 writes ``metrics.jsonl`` and the bar.
+    ``engine`` None: :func:`w2vjax.engines.choose` picks it (and resolves ``cfg``).
     """
     vocab, primary, platform = data.vocab, sharding.is_primary(), jax.devices()[0].platform
-    quiet = log if primary else (lambda *a: None)
+    if engine is None:
+        devices = (cfg.train.devices or jax.local_device_count()) * jax.process_count()
+        cfg, engine = engines.choose(cfg, platform, devices)
     tables = step_lib.make_tables(vocab, cfg)
     out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
     layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows}, engine.device_windows)
     streamer, position, token_spec = make_stream(cfg, engine, data, layout, tables)
     shards, total = layout.data_shards, streamer.total_words
-    words_per_epoch = total // cfg.train.epochs
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)
     ckpt = Checkpoints(workdir, cfg.train.keep)
-    state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total, quiet)
+    state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total,
+                                                         log if primary else (lambda *a: None))
     resumed = saved_position is not None
-    position = saved_position if resumed else position
-    start_words, keep_rate = words_done, vocab.keep_rate(cfg.data.sample)
+    keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done)
-    loop = Loop(cfg, layout, vocab, ckpt, mlog, state, position, words_done, shards, primary)
-    stop: dict = {}
-    saved_epoch, calls, last_save_t = words_done // words_per_epoch, 0, time.time()
-    start_step = last_save_step = loop.step_no()
-    eval_interval = int(cfg.train.eval_every * vocab.total)
-    next_eval = (words_done // eval_interval + 1) * eval_interval if eval_interval else None
+    loop = Loop(cfg, layout, vocab, ckpt, mlog, state, saved_position if resumed else position, words_done,
+                shards, total, primary, stop_after_calls)
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.
     place_in_thread = layout.plain or platform != "cpu"
-    place_batch = functools.partial(layout.place_batch, whole=engine.device_windows)
-    prefetch = Prefetcher(streamer(position), cfg.train.prefetch, transform=place_batch if place_in_thread else None)
+    place = functools.partial(layout.place_batch, whole=engine.device_windows)
+    prefetch = Prefetcher(streamer(loop.position), cfg.train.prefetch, transform=place if place_in_thread else None)
+    stop: dict = {}
     with mlog.file, _stop_on_signals(stop):
         try:
             for batch, position_next, words_local in prefetch:
-                now = time.time()
-                idle = streamer.idle(loop.position) if shards > 1 else False
-                everyone = exchange(Exchange(
-                    int(idle), words_local, int(bool(stop)), int(now - mlog.last_t >= cfg.train.log_every_s),
-                    int(bool(cfg.train.checkpoint_minutes) and now - last_save_t >= 60 * cfg.train.checkpoint_minutes)))
+                everyone = loop.due(shards > 1 and streamer.idle(loop.position), words_local, bool(stop))
                 if all(e.idle for e in everyone):
                     break  # every process is done
-                loop.state, m = train_step(loop.state, batch if place_in_thread else place_batch(batch))
-                # several data shards: each process counts its own; one stream: all count the same
-                loop.position = position_next
-                loop.words_done = sum(e.words for e in everyone) if shards > 1 else everyone[0].words
-                mlog.pending.append(m)
-                calls += 1
-                if any(e.log_due for e in everyone):
-                    mlog.flush(loop.step_no(), loop.words_done)
-                if next_eval is not None and next_eval <= loop.words_done < total:
-                    if mlog.pending:
-                        mlog.flush(loop.step_no(), loop.words_done)
-                    loop.evaluate()
-                    next_eval = (loop.words_done // eval_interval + 1) * eval_interval
-                    now = time.time()
-                steps = start_step + calls * cfg.train.steps_per_call
-                # decide on what every process saw at the exchange (a signal arriving since then
-                # counts at the next call), so all processes run the same collectives
-                stopping = any(e.signal for e in everyone) or (stop_after_calls is not None and calls >= stop_after_calls)
-                epoch = loop.words_done // words_per_epoch
-                due = (epoch > saved_epoch or any(e.save_due for e in everyone)
-                       or (cfg.train.checkpoint_every and steps - last_save_step >= cfg.train.checkpoint_every))
-                if due or stopping:
-                    if mlog.pending:
-                        mlog.flush(loop.step_no(), loop.words_done)  # also checks the loss before saving
-                    last_save_step = loop.save()
-                    saved_epoch, last_save_t = epoch, now
-                if stopping:
-                    ckpt.wait()
-                    raise Interrupted(f"stopped at step {last_save_step:,} ({loop.words_done:,} of {total:,} words) "
-                                      f"with a checkpoint in {ckpt.directory}; run the same command to resume")
+                loop.state, m = train_step(loop.state, batch if place_in_thread else place(batch))
+                loop.after_call(m, position_next, everyone)
             jax.block_until_ready(loop.state.params)
-            if mlog.pending:
-                mlog.flush(loop.step_no(), loop.words_done, final=True)
+            loop.flush(final=True)
             loop.save()
         finally:
             prefetch.close()
             ckpt.close(raise_errors=sys.exc_info()[0] is None)
+    return _summary(cfg, engine, loop, train_step, token_spec, metrics_path, resumed, total - words_done, platform)
+
+
+def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str, resumed: bool, trained: int,
+             platform: str) -> dict[str, Any]:
+    """What the run did (``trained``: raw words trained by this process, less than the total
+    after a resume), and its vectors under ``_vectors``."""
+    mlog, vocab, layout = loop.log, loop.vocab, loop.layout
     seconds = time.time() - mlog.t0 - loop.eval_seconds
     final_loss = mlog.final_loss
-    if calls == 0 and resumed and primary:  # the run was already complete: its last loss
+    if loop.calls == 0 and resumed and loop.primary:  # the run was already complete: its last loss
         final_loss = _last_logged_loss(metrics_path, final_loss)
     vectors = _host_vectors(layout, loop.state)
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
-    trained = total - start_words  # words trained by this process (less than total after a resume)
-    return {"train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": total,
+    keep_rate = vocab.keep_rate(cfg.data.sample)
+    return {"train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": loop.total,
             "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,
@@ -443,7 +468,7 @@ def run_training(cfg: Config, engine: engines.Engine, data: Corpus, workdir: str
             "model": cfg.model.model, "loss": cfg.model.loss, "platform": platform,
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
-            "devices": layout.size, "processes": jax.process_count(), "data_shards": shards,
+            "devices": layout.size, "processes": jax.process_count(), "data_shards": loop.shards,
             **engine.summary(), "row_update_cap": cfg.row_cap,
             "device_rows": [token_spec.rows, token_spec.row_tokens] if token_spec else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}

@@ -1,8 +1,7 @@
 """Examples made on the device from raw token ids (``--device-windows``).
 
-The host stream (:mod:`w2vjax.stream`) makes every example in NumPy; one host core
-does that for about 5.5 M raw words/s (skip-gram pairs, measured on the 17 M-word
-corpus), far below what an accelerator consumes.  With device windows the host only
+The host stream (:mod:`w2vjax.stream`) makes every example in NumPy on one host core,
+far below what an accelerator consumes (``benchmarks/device_windows.py``).  With device windows the host only
 reads token ids, and the jitted step makes the examples itself:
 
 * the host (:class:`TokenStream`) cuts each epoch of the corpus into *rows* of
@@ -17,10 +16,9 @@ reads token ids, and the jitted step makes the examples itself:
 Examples come out as fixed-shape, masked slots: skip-gram ``[rows * P]`` (context,
 center) pairs, each row's pairs packed to the front of its ``P = pair_slots(T, W)`` slots;
 CBOW (and skip-gram with shared negatives) ``[rows * T]`` center windows of ``[2W]``
-contexts.  A row's ``T * 2W`` candidate (center, offset) slots hold about 45 % pairs at
-window 5 and ``sample=1e-3`` (a quarter of the tokens are subsampled away, and ``b``
-averages 3 of 5); packed into ``P`` (about ``(W + 1) T``, room for every token kept) the
-step computes 35 % fewer slots, two thirds of them pairs.
+contexts.  A row's ``T * 2W`` candidate (center, offset) slots are mostly empty (tokens
+subsampled away, ``b`` below ``W``); packed into ``P`` (about ``(W + 1) T``, room for every
+token kept) the step computes fewer slots, most of them pairs.
 
 A row's randomness is ``fold_in(key, global row number)``, so its examples depend on
 nothing but the seed and the row: the same on one device or several (rows are split over
