@@ -155,11 +155,12 @@ def rows_touched_bytes_per_raw_word(cfg, vocab, keep_rate: float) -> float:
 def git_commit() -> dict:
     def run(*a):
         try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
     dirty = run("status", "--porcelain", "--", "w2vjax")
-    return {"commit": run("rev-parse", "HEAD"),
+    # the compile uses the working tree: say which of w2vjax's files differ from the commit
+    return {"commit": run("rev-parse", "HEAD").strip(),
             "w2vjax_uncommitted_changes": [l[3:] for l in dirty.splitlines()] if dirty else []}
 
 
@@ -357,8 +358,9 @@ def child(args) -> int:
                       "only by gathers / dynamic-slices counts the rows they read; a buffer updated in place "
                       "by a root scatter / dynamic-update-slice counts the updates, read and written), "
                       "divided by the raw words of a micro-step (token rows x row tokens). "
-                      "bytes_per_raw_word_all_operands counts every operand and result whole (an upper bound: "
-                      "each scattered table counted in full). Caches, re-reads inside a kernel and "
+                      "bytes_per_raw_word_all_operands counts every operand and result once, whole (each "
+                      "scattered table in full; a table gathered from counted once, even when more rows "
+                      "are gathered than it holds, so it can be the lower figure). Caches, re-reads inside a kernel and "
                       "atomics' retries are not seen. rows_touched_bytes_per_raw_word: the table rows a raw "
                       "word touches, read and written once each."),
         "rules": __import__("hlo_counts").__doc__,

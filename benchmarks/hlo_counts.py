@@ -30,8 +30,8 @@ Rules (per iteration of a ``while`` loop, i.e. per micro-step of the step's ``la
   results, except that a fusion parameter read only by gathers / dynamic-slices counts the
   bytes those read (their results), and a buffer updated in place by the fusion's root scatter
   / dynamic-update-slice counts the updates (read and written), not the whole buffer.
-  ``all_operand_bytes`` is the plain sum of operand and result sizes (an upper bound that
-  counts every scattered table whole).
+  ``all_operand_bytes`` is the plain sum of operand and result sizes (every scattered table
+  counted whole, but a gather of more rows than its table holds counted only as the table).
 * **PTX** (:func:`ptx_atomics`): every ``atom...cas`` instruction is one compare-and-swap retry
   loop (XLA emits a CAS loop for an atomic it cannot do natively); other ``atom.*`` / ``red.*``
   instructions are native atomics, counted by opcode.
