@@ -1,0 +1,129 @@
+"""The fused Pallas GPU update (w2vjax.engines.pallas_gpu) in interpret mode on CPU: against the
+XLA engine where no row repeats (then Hogwild = batch semantics), and against the
+sequential-by-program emulation where rows repeat across programs (never within one program's
+slot: interpret mode's atomic_add keeps the last write of a repeated index)."""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from w2vjax import objectives
+from w2vjax.batches import Pairs
+from w2vjax.config import make_config
+from w2vjax.engines import pallas_gpu as pg
+from w2vjax.engines import xla
+
+V, D, K, BLOCK = 97, 12, 3, 4  # D = 8 + 4: two column chunks
+
+
+def _tables(v):
+    z = jnp.zeros((v,), jnp.float32)
+    d = jnp.zeros((v, 1), jnp.int32)
+    return objectives.Tables(z + 1.0, jnp.arange(v, dtype=jnp.int32), d, d, d.astype(bool), z + 1.0)
+
+
+def _xla_update(ei, eo, inp, out, neg, mask, cap, lr=0.05, dim=D):
+    cfg = make_config(model="skipgram", loss="ns", dim=dim, negative=neg.shape[1], row_update_cap=cap, lr=lr,
+                      cpu_kernel=False)
+    sched = xla.make_schedule(cfg, 1000)
+    update = xla.make_update(cfg, _tables(ei.shape[0]), sched)
+    params = {"emb_in": jnp.asarray(ei), "emb_out": jnp.asarray(eo)}
+    opt = xla.make_optimizer(cfg).init(params)
+    mb = Pairs(jnp.asarray(inp, jnp.int32), jnp.asarray(out, jnp.int32), jnp.asarray(mask, jnp.float32),
+               jnp.asarray(0, jnp.int32), jnp.asarray(neg, jnp.int32))
+    p, _, stats, _ = update(params, opt, jnp.asarray(0), jax.random.key(0), mb)
+    return np.asarray(p["emb_in"]), np.asarray(p["emb_out"]), float(stats["loss_sum"]), float(sched(0))
+
+
+def _tables_np(seed=0, v=V, d=D):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(v, d)).astype(np.float32) * 0.3, rng.normal(size=(v, d)).astype(np.float32) * 0.3)
+
+
+def _ns_ref_args(out, neg):
+    b = out.shape[0]
+    oid = np.concatenate([out[:, None], neg], 1)
+    sign = np.where(np.arange(neg.shape[1] + 1) == 0, 1.0, -1.0)[None].repeat(b, 0)
+    weight = np.concatenate([np.ones((b, 1)), neg != out[:, None]], 1)
+    return oid, sign, weight
+
+
+def _run(ei, eo, inp, out, neg, mask, lr, cap, **kw):
+    a, b, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
+                              jnp.asarray(out, jnp.int32), jnp.asarray(neg, jnp.int32),
+                              jnp.asarray(mask, jnp.float32), lr, cap, block=BLOCK, interpret=True, **kw)
+    return np.asarray(a), np.asarray(b), np.asarray(loss)
+
+
+def test_column_chunks_are_the_binary_decomposition():
+    assert pg.column_chunks(100) == ((0, 64), (64, 32), (96, 4))
+    assert pg.column_chunks(128) == ((0, 128),)
+    assert pg.column_chunks(12) == ((0, 8), (8, 4))
+
+
+@pytest.mark.parametrize("count_mode", ["kernel", "xla"])
+def test_distinct_rows_equal_the_xla_engine(count_mode):
+    """No row shared by two slots of the micro-batch (in either table): Hogwild reads no row another
+    program wrote, so the kernel is the XLA engine's batch update; one masked example."""
+    rng = np.random.default_rng(1)
+    b = 8
+    ei, eo = _tables_np(1)
+    inp = rng.permutation(V)[:b]
+    oid = rng.permutation(V)[:b * (K + 1)].reshape(b, K + 1)
+    out, neg = oid[:, 0], oid[:, 1:]
+    mask = np.ones(b, np.float32)
+    mask[5] = 0.0
+    ref_in, ref_out, ref_loss, lr = _xla_update(ei, eo, inp, out, neg, mask, cap=2.0)
+    a, o, loss = _run(ei, eo, inp, out, neg, mask, lr, 2.0, count_mode=count_mode)
+    np.testing.assert_allclose(a, ref_in, atol=1e-5)
+    np.testing.assert_allclose(o, ref_out, atol=1e-5)
+    assert abs(loss.sum() - ref_loss) < 1e-5
+    assert loss[5] == 0.0 and np.abs(a - ei).max() > 1e-3
+
+
+@pytest.mark.parametrize("count_mode", ["kernel", "xla"])
+def test_rows_repeated_across_programs_follow_the_sequential_emulation_and_the_cap_binds(count_mode):
+    """Each program's slots name distinct rows, but programs share rows (each of the 3 programs
+    repeats the first one's ids, in a shuffled order): the kernel reads what earlier programs wrote,
+    as reference_update emulates; every row is touched 3 times, so cap 2 divides its updates by 1.5.
+    The batch update (the XLA engine) differs from it."""
+    rng = np.random.default_rng(2)
+    ei, eo = _tables_np(2)
+    base_in = rng.permutation(V)[:BLOCK]
+    base_out = rng.permutation(V)[:BLOCK * (K + 1)].reshape(BLOCK, K + 1)
+    perms = [np.arange(BLOCK)] + [rng.permutation(BLOCK) for _ in range(2)]
+    inp = np.concatenate([base_in[p] for p in perms])
+    oid = np.concatenate([base_out[p] for p in perms])
+    out, neg = oid[:, 0], oid[:, 1:]
+    mask = np.ones(inp.shape[0], np.float32)
+    lr = 0.5  # large, so that reading the updated rows makes a visible difference
+    for cap in (2.0, 0.0):
+        a, o, loss = _run(ei, eo, inp, out, neg, mask, lr, cap, count_mode=count_mode)
+        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, BLOCK)
+        np.testing.assert_allclose(a, ra, atol=1e-5)
+        np.testing.assert_allclose(o, ro, atol=1e-5)
+        np.testing.assert_allclose(loss, rl, atol=1e-5)
+    capped = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 2.0, BLOCK)[0]
+    assert np.abs(capped - a).max() > 1e-3  # the cap changed the update
+    xin, _, _, _ = _xla_update(ei, eo, inp, out, neg, mask, cap=2.0, lr=lr)
+    assert np.abs(xin - capped).max() > 1e-4  # Hogwild is not the batch update once rows repeat
+
+
+def test_count_buffers_come_back_zero_and_int32_is_refused_for_kernel_counts():
+    rng = np.random.default_rng(3)
+    ei, eo = _tables_np(3)
+    inp = rng.permutation(V)[:8]
+    oid = rng.permutation(V)[:8 * (K + 1)].reshape(8, K + 1)
+    counts = pg.count_buffers(V, V)
+    *_, counts = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp), jnp.asarray(oid[:, 0]),
+                              jnp.asarray(oid[:, 1:]), jnp.ones(8), 0.1, 2.0, counts=counts, block=BLOCK,
+                              interpret=True, return_counts=True)
+    assert counts[0].dtype == jnp.float32 and not np.asarray(counts[0]).any() and not np.asarray(counts[1]).any()
+    with pytest.raises(ValueError, match="float32"):
+        pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp), jnp.asarray(oid[:, 0]),
+                     jnp.asarray(oid[:, 1:]), jnp.ones(8), 0.1, 2.0, counts=pg.count_buffers(V, V, "xla"),
+                     block=BLOCK, interpret=True)
+    with pytest.raises(ValueError, match="multiple of block"):
+        pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp[:6]), jnp.asarray(oid[:6, 0]),
+                     jnp.asarray(oid[:6, 1:]), jnp.ones(6), 0.1, 0.0, block=BLOCK, interpret=True)

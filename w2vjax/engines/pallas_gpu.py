@@ -1,0 +1,333 @@
+"""A fused Pallas update for the GPU (the Triton backend): skip-gram pairs, negative sampling
+or hierarchical softmax, one micro-batch in 1-3 kernel launches.
+
+As BlazingText and FULL-W2V do it in CUDA: the micro-batch is cut into blocks of ``block``
+examples, one Triton program each.  A program loads its examples' input rows ``h`` once (kept
+on chip), then for every output slot ``j`` (the center word and the noise words, or the
+Huffman path's inner nodes) loads the output rows ``o_j``, computes
+``g_j = (sigmoid(s_j h.o_j) - 1) s_j w_j mask``, accumulates ``dL/dh = sum_j g_j o_j`` and
+adds ``-lr g_j h / div_out_j`` into ``emb_out`` at once with atomics; last it adds
+``-lr dL/dh / div_in`` into ``emb_in``.  Each row is read and written once per pair.
+
+The row-update cap (:func:`w2vjax.engines.xla.cap_row_updates`) divides a slot's update by
+``max(1, touches / cap)``, ``touches`` the live slots touching that row in the micro-batch
+(each table counted apart, the weights of :func:`w2vjax.engines.xla.touch_weights`).  The
+touches are whole-number counts in two all-zero ``[V]`` buffers (:func:`count_buffers`): launch 1
+adds them (native float atomics in Triton's PTX), launch 2 is the update, launch 3 resets the
+touched entries to zero, so a scan can carry the buffers instead of filling ``[V]`` per
+micro-step (``count_mode="xla"``: the same with XLA's int32 scatter-adds, native int atomics;
+``cap <= 0``: no counts, one launch).
+
+**Hogwild, not batch semantics.**  The XLA engine computes every update from the rows as
+they were before the micro-batch; here a program reads rows that other programs may already
+have updated (and, within a program, slot ``j`` reads rows that slots ``< j`` of the same
+program updated), as BlazingText's and word2vec.c's Hogwild threads do.  Atomics keep every
+update (none is lost), only the rows they were computed from differ.  When no two live slots
+of the micro-batch share a row of the same table the two agree; tests check that, and a
+sequential-by-program emulation (:func:`reference_update`) for rows repeated across programs.
+
+Column chunks: Triton tensors have power-of-two shapes, so a row of ``D`` floats is handled as
+the binary decomposition of ``D`` (100 = 64 + 32 + 4), no masked loads.  The kernel sees the
+tables as flat ``[V * D]`` views (a bitcast) and indexes them with int32 element offsets
+``row * D + column``: the one indexing both Triton and interpret mode's atomics take.
+
+On CPU ``interpret=True`` runs the same kernels in Python/XLA, programs one after another; there
+``atomic_add`` with an index repeated inside one call keeps the last write (not the sum), so
+rows must not repeat within one slot of one program there (a row repeated across slots or
+programs is fine: those are separate calls); the atomics' masks (which skip dead slots on the
+GPU) are not supported there and are left out, which changes no value.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+DEFAULT_BLOCK = 32  # examples per program; untuned (nothing could be timed without a device)
+DEFAULT_WARPS = 4
+
+
+def column_chunks(d: int) -> tuple[tuple[int, int], ...]:
+    """``(start, size)`` power-of-two column slices covering ``[0, d)``: 100 -> (0, 64), (64, 32), (96, 4)."""
+    out, start = [], 0
+    for bit in reversed(range(d.bit_length())):
+        if d & (1 << bit):
+            out.append((start, 1 << bit))
+            start += 1 << bit
+    return tuple(out)
+
+
+def _log_sigmoid(x):
+    return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + jnp.exp(-x))
+
+
+# -- the output slots of a block of examples ----------------------------------------------------
+
+def _ns_slots(out_ref, neg_ref, rows, negative):
+    """Negative sampling: ``[(ids, sign, weight)]`` for the center and the K noise words; a noise
+    word equal to the center weighs 0 (word2vec.c skips it) but still counts as a touch."""
+    out = out_ref[rows]
+    slots = [(out, 1.0, None)]
+    for k in range(negative):
+        nk = neg_ref[rows, k]
+        slots.append((nk, -1.0, (nk != out).astype(jnp.float32)))
+    return slots
+
+
+def _hs_slots(out_ref, points_ref, codes_ref, pmask_ref, rows, path_len):
+    """Hierarchical softmax: the inner nodes of the center's Huffman path, sign ``1 - 2 code``,
+    weight the path mask (also the touch weight); looked up in the kernel from ``[V, L]`` tables."""
+    out = out_ref[rows]
+    return [(points_ref[out, l], 1.0 - 2.0 * codes_ref[out, l].astype(jnp.float32),
+             pmask_ref[out, l].astype(jnp.float32)) for l in range(path_len)]
+
+
+# -- the three kernels --------------------------------------------------------------------------
+
+def _count_kernel(*refs, slots_fn, n_slot_refs, block, interpret, reset):
+    """Launch 1 (``reset=False``): add each live slot's touch weight into the counts;
+    launch 3 (``reset=True``): set the touched entries back to 0."""
+    inp_ref, mask_ref = refs[:2]
+    slot_refs = refs[2:2 + n_slot_refs]
+    cnt_in, cnt_out = refs[-2:]  # the aliased outputs (same buffers as the inputs before them)
+    rows = pl.ds(pl.program_id(0) * block, block)
+    inp = inp_ref[rows]
+    mask = mask_ref[rows]
+    for ids, w, cnt in [(inp, None, cnt_in)] + [(i, w_, cnt_out) for i, _, w_ in slots_fn(*slot_refs, rows)]:
+        if reset:
+            cnt[ids] = jnp.zeros((block,), cnt.dtype)
+            continue
+        t = mask if w is None else mask * w
+        if interpret:
+            plt.atomic_add(cnt, ids, t)
+        else:
+            plt.atomic_add(cnt, ids, t, mask=t > 0)
+
+
+def _update_kernel(*refs, slots_fn, n_slot_refs, block, d, cap, interpret):
+    """Launch 2: the fused update of one block of examples (module docstring)."""
+    lr_ref, inp_ref, mask_ref = refs[:3]
+    slot_refs = refs[3:3 + n_slot_refs]
+    rest = refs[3 + n_slot_refs:]
+    if cap > 0:
+        cnt_in_ref, cnt_out_ref = rest[:2]
+        rest = rest[2:]
+    emb_in, emb_out, loss_ref = rest[-3:]  # outputs; emb_* alias the input tables (read through them)
+    rows = pl.ds(pl.program_id(0) * block, block)
+    lr = lr_ref[0]
+    inp = inp_ref[rows]
+    mask = mask_ref[rows]
+    chunks = column_chunks(d)
+    # the tables are flat [V * D] views: element offsets row * D + column ([block, n] int32 each)
+    cols = [s + jnp.arange(n, dtype=jnp.int32)[None, :] for s, n in chunks]
+    at_in = [inp[:, None] * d + c for c in cols]
+    h = [emb_in[a] for a in at_in]  # [block, n] each, kept for the whole block
+    gin = [jnp.zeros_like(c) for c in h]
+    loss = jnp.zeros((block,), jnp.float32)
+    for ids, sign, w in slots_fn(*slot_refs, rows):
+        at_out = [ids[:, None] * d + c for c in cols]
+        o = [emb_out[a] for a in at_out]
+        logit = sum(jnp.sum(hc * oc, axis=1) for hc, oc in zip(h, o))
+        wm = mask if w is None else mask * w
+        loss = loss - wm * _log_sigmoid(sign * logit)
+        g = (_sigmoid(sign * logit) - 1.0) * sign * wm  # dL/dlogit
+        scale = -lr * g
+        if cap > 0:
+            scale = scale / jnp.maximum(1.0, cnt_out_ref[ids].astype(jnp.float32) / cap)
+        for c, (a, hc, oc) in enumerate(zip(at_out, h, o)):
+            gin[c] = gin[c] + g[:, None] * oc
+            upd = scale[:, None] * hc
+            if interpret:
+                plt.atomic_add(emb_out, a, upd)
+            else:
+                plt.atomic_add(emb_out, a, upd,
+                               mask=jnp.broadcast_to((wm != 0)[:, None], upd.shape))
+    scale_in = -lr * jnp.ones((block,), jnp.float32)
+    if cap > 0:
+        scale_in = scale_in / jnp.maximum(1.0, cnt_in_ref[inp].astype(jnp.float32) / cap)
+    for a, gc in zip(at_in, gin):
+        upd = scale_in[:, None] * gc
+        if interpret:
+            plt.atomic_add(emb_in, a, upd)
+        else:
+            plt.atomic_add(emb_in, a, upd,
+                           mask=jnp.broadcast_to((mask != 0)[:, None], upd.shape))
+    loss_ref[rows] = loss
+
+
+# -- the update of one micro-batch --------------------------------------------------------------
+
+def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap, counts, *, block,
+                     interpret, num_warps, count_mode):
+    b = inp.shape[0]
+    if b % block:
+        raise ValueError(f"the micro-batch ({b} examples) must be a multiple of block={block}")
+    d = emb_in.shape[1]
+    if emb_out.shape[1] != d:
+        raise ValueError(f"emb_in and emb_out have different widths ({d}, {emb_out.shape[1]})")
+    if max(emb_in.size, emb_out.size) >= 2 ** 31:
+        raise ValueError(f"tables of {max(emb_in.size, emb_out.size)} floats: the kernel's int32 offsets need < 2**31")
+    grid = (b // block,)
+    params = None if interpret else plt.CompilerParams(num_warps=num_warps)
+    inp = inp.astype(jnp.int32)
+    mask = mask.astype(jnp.float32)
+    lr = jnp.asarray(lr, jnp.float32).reshape(1)
+    ns = len(slot_arrays)
+    cap = float(cap)
+    if cap > 0 and counts is None:
+        counts = count_buffers(emb_in.shape[0], emb_out.shape[0], count_mode)
+    if cap > 0 and count_mode == "kernel" and any(c.dtype != jnp.float32 for c in counts):
+        raise ValueError("count_mode='kernel' counts in float32 buffers (count_buffers): jax 0.10.2's Triton "
+                         "lowering adds an int32 tensor with a float atomic")
+    if cap > 0:
+        if count_mode == "kernel":
+            def count_call(reset, cnt):
+                kern = functools.partial(_count_kernel, slots_fn=slots_fn, n_slot_refs=ns, block=block,
+                                         interpret=interpret, reset=reset)
+                n_in = 2 + ns
+                return pl.pallas_call(kern, grid=grid, out_shape=tuple(jax.ShapeDtypeStruct(c.shape, c.dtype)
+                                                                        for c in cnt),
+                                      input_output_aliases={n_in: 0, n_in + 1: 1}, interpret=interpret,
+                                      compiler_params=params, name="w2v_touch_reset" if reset else "w2v_touch_count",
+                                      )(inp, mask, *slot_arrays, *cnt)
+            filled = count_call(False, counts)
+        elif count_mode == "xla":
+            filled = _xla_counts(inp, mask, slot_arrays, slots_fn, counts)
+        else:
+            raise ValueError(f"count_mode must be 'kernel' or 'xla', got {count_mode!r}")
+    kern = functools.partial(_update_kernel, slots_fn=slots_fn, n_slot_refs=ns, block=block, d=d, cap=cap,
+                             interpret=interpret)
+    shapes = emb_in.shape, emb_out.shape
+    flat_in, flat_out = emb_in.reshape(-1), emb_out.reshape(-1)  # row-major: a bitcast, no copy
+    args = [lr, inp, mask, *slot_arrays] + (list(filled) if cap > 0 else []) + [flat_in, flat_out]
+    n = len(args)
+    flat_in, flat_out, loss = pl.pallas_call(
+        kern, grid=grid,
+        out_shape=(jax.ShapeDtypeStruct(flat_in.shape, flat_in.dtype), jax.ShapeDtypeStruct(flat_out.shape, flat_out.dtype),
+                   jax.ShapeDtypeStruct((b,), jnp.float32)),
+        input_output_aliases={n - 2: 0, n - 1: 1}, interpret=interpret, compiler_params=params,
+        name="w2v_fused_update")(*args)
+    emb_in, emb_out = flat_in.reshape(shapes[0]), flat_out.reshape(shapes[1])
+    if cap <= 0:
+        return emb_in, emb_out, loss, counts
+    if count_mode == "kernel":
+        counts = count_call(True, filled)
+    else:
+        counts = _xla_counts(inp, mask, slot_arrays, slots_fn, filled, reset=True)
+    return emb_in, emb_out, loss, counts
+
+
+def count_buffers(rows_in: int, rows_out: int, count_mode: str = "kernel"):
+    """The all-zero touch-count buffers ``([rows_in], [rows_out])`` a scan carries between micro-steps:
+    float32 for ``count_mode="kernel"`` (whole numbers, exact below 2**24 touches of a row; the
+    Triton lowering of jax 0.10.2 picks a float atomic add for any tensor, int32 too, so int32
+    counts would come out wrong on the GPU), int32 for ``"xla"`` (XLA's native int32 atomics)."""
+    dt = jnp.float32 if count_mode == "kernel" else jnp.int32
+    return jnp.zeros((rows_in,), dt), jnp.zeros((rows_out,), dt)
+
+
+def _xla_counts(inp, mask, slot_arrays, slots_fn, counts, reset=False):
+    """The touch counts with XLA's int32 scatter-add (``counts="xla"``), or their reset."""
+    class _R:  # the slot functions index refs; give them arrays
+        def __init__(self, a):
+            self.a = a
+
+        def __getitem__(self, i):
+            return self.a[i]
+    cnt_in, cnt_out = counts
+    if reset:
+        cnt_in = cnt_in.at[inp].set(0)
+    else:
+        cnt_in = cnt_in.at[inp].add(mask.astype(cnt_in.dtype))
+    for ids, _, w in slots_fn(*map(_R, slot_arrays), slice(None)):
+        if reset:
+            cnt_out = cnt_out.at[ids].set(0)
+        else:
+            t = mask if w is None else mask * w
+            cnt_out = cnt_out.at[ids].add(t.astype(cnt_out.dtype))
+    return cnt_in, cnt_out
+
+
+def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, counts=None, block: int = DEFAULT_BLOCK,
+              interpret: bool = False, num_warps: int = DEFAULT_WARPS, count_mode: str = "kernel",
+              return_counts: bool = False):
+    """One skip-gram negative-sampling update of a micro-batch of (context, center) pairs.
+
+    Args:
+      emb_in: ``[V, D]`` f32 input table; emb_out: ``[V, D]`` f32 output table (both updated in
+        place: ``input_output_aliases``; donate them under ``jit``).
+      inp: ``[B]`` int32 context ids (their input rows predict the centers); out: ``[B]`` int32
+        centers; neg: ``[B, K]`` int32 noise words; mask: ``[B]`` f32, 0 on padding.
+      lr: scalar learning rate; cap: the row-update cap (``cfg.row_cap``; ``<= 0``: none).
+      counts: the all-zero ``([V_in], [V_out])`` touch buffers of :func:`count_buffers` (None: made
+        here, an O(V) fill; a scan carries them, returned all-zero with ``return_counts``).
+      block: examples per Triton program (``B % block == 0``); interpret: run on CPU.
+      count_mode: ``"kernel"`` (Pallas f32 atomics, 3 launches) or ``"xla"`` (XLA scatter-adds).
+    Returns:
+      ``(emb_in, emb_out, loss [B])``, plus the all-zero ``counts`` when ``return_counts``.
+    """
+    negative = neg.shape[1]
+    slots_fn = functools.partial(_ns_slots, negative=negative)
+    r = _logistic_update(emb_in, emb_out, inp, mask, (out.astype(jnp.int32), neg.astype(jnp.int32)), slots_fn,
+                         lr, cap, counts, block=block, interpret=interpret, num_warps=num_warps,
+                         count_mode=count_mode)
+    return r if return_counts else r[:3]
+
+
+def hs_update(emb_in, emb_out, inp, out, mask, lr, cap, points, codes, path_mask, *, counts=None,
+              block: int = DEFAULT_BLOCK, interpret: bool = False, num_warps: int = DEFAULT_WARPS,
+              count_mode: str = "kernel", return_counts: bool = False):
+    """One skip-gram hierarchical-softmax update: as :func:`ns_update`, the output slots the
+    center's Huffman path (``points, codes, path_mask``: the ``[V, L]`` tables of
+    :class:`w2vjax.objectives.Tables`; ``emb_out`` has the inner nodes' rows)."""
+    path_len = points.shape[1]
+    slots_fn = functools.partial(_hs_slots, path_len=path_len)
+    arrays = (out.astype(jnp.int32), points.astype(jnp.int32), codes.astype(jnp.int32), path_mask.astype(jnp.int32))
+    r = _logistic_update(emb_in, emb_out, inp, mask, arrays, slots_fn, lr, cap, counts, block=block,
+                         interpret=interpret, num_warps=num_warps, count_mode=count_mode)
+    return r if return_counts else r[:3]
+
+
+# -- the emulation the tests check against ------------------------------------------------------
+
+def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap, block):
+    """NumPy emulation of the kernel's order: programs one after another; in a program ``h`` is
+    read first, then slot by slot the output rows are read (as earlier slots and programs left
+    them) and updated, then the input rows; the cap's touches are the whole micro-batch's.
+    ``out_ids, sign, weight``: ``[B, J]``; touches of an output slot weigh ``mask`` (NS) or
+    ``mask * weight`` (HS: pass ``touch_weight``-like ``weight``); here NS's rule: ``mask``."""
+    emb_in = np.array(emb_in, np.float64)
+    emb_out = np.array(emb_out, np.float64)
+    inp, out_ids = np.asarray(inp), np.asarray(out_ids)
+    sign, weight, mask = (np.asarray(a, np.float64) for a in (sign, weight, mask))
+    t_in = np.zeros(emb_in.shape[0])
+    np.add.at(t_in, inp, mask)
+    t_out = np.zeros(emb_out.shape[0])
+    np.add.at(t_out, out_ids, np.broadcast_to(mask[:, None], out_ids.shape))
+    div = (lambda t: np.maximum(1.0, t / cap)) if cap > 0 else (lambda t: np.ones_like(t))
+    loss = np.zeros(inp.shape[0])
+    for p in range(inp.shape[0] // block):
+        r = slice(p * block, (p + 1) * block)
+        h = emb_in[inp[r]]
+        gin = np.zeros_like(h)
+        for j in range(out_ids.shape[1]):
+            ids = out_ids[r, j]
+            o = emb_out[ids]
+            x = sign[r, j] * (h * o).sum(1)
+            wm = weight[r, j] * mask[r]
+            loss[r] -= wm * -np.logaddexp(0.0, -x)
+            g = (1.0 / (1.0 + np.exp(-x)) - 1.0) * sign[r, j] * wm
+            gin += g[:, None] * o
+            np.add.at(emb_out, ids, (-lr * g / div(t_out[ids]))[:, None] * h)
+        np.add.at(emb_in, inp[r], (-lr / div(t_in[inp[r]]))[:, None] * gin)
+    return emb_in.astype(np.float32), emb_out.astype(np.float32), loss.astype(np.float32)
