@@ -127,3 +127,34 @@ def test_count_buffers_come_back_zero_and_int32_is_refused_for_kernel_counts():
     with pytest.raises(ValueError, match="multiple of block"):
         pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp[:6]), jnp.asarray(oid[:6, 0]),
                      jnp.asarray(oid[:6, 1:]), jnp.ones(6), 0.1, 0.0, block=BLOCK, interpret=True)
+
+
+def test_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
+    """hs_update against the XLA engine's skip-gram/HS update, the paths' nodes made distinct
+    across the micro-batch (a hand-made path table, not a Huffman tree); one path padded."""
+    rng = np.random.default_rng(4)
+    b, L = 8, 3
+    ei, eo = _tables_np(4)
+    out = rng.permutation(32)[:b]
+    points = (np.arange(V)[:, None] * L + np.arange(L)[None]) % V
+    codes = rng.integers(0, 2, size=(V, L))
+    pmask = np.ones((V, L), bool)
+    pmask[out[2], 2] = False
+    inp = rng.permutation(V)[:b]
+    mask = np.ones(b, np.float32)
+    cfg = make_config(model="skipgram", loss="hs", dim=D, row_update_cap=2.0, lr=0.05, cpu_kernel=False)
+    sched = xla.make_schedule(cfg, 1000)
+    z = jnp.zeros((V,), jnp.float32)
+    tables = objectives.Tables(z + 1.0, jnp.arange(V, dtype=jnp.int32), jnp.asarray(codes, jnp.int32),
+                               jnp.asarray(points, jnp.int32), jnp.asarray(pmask), z + 1.0)
+    update = xla.make_update(cfg, tables, sched)
+    params = {"emb_in": jnp.asarray(ei), "emb_out": jnp.asarray(eo)}
+    mb = Pairs(jnp.asarray(inp, jnp.int32), jnp.asarray(out, jnp.int32), jnp.asarray(mask), jnp.asarray(0))
+    p, _, stats, _ = update(params, xla.make_optimizer(cfg).init(params), jnp.asarray(0), jax.random.key(0), mb)
+    a, o, loss = pg.hs_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32), jnp.asarray(out, jnp.int32),
+                              jnp.asarray(mask), float(sched(0)), 2.0, jnp.asarray(points), jnp.asarray(codes),
+                              jnp.asarray(pmask), block=BLOCK, interpret=True)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(p["emb_in"]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(o), np.asarray(p["emb_out"]), atol=1e-5)
+    assert abs(float(loss.sum()) - float(stats["loss_sum"])) < 1e-5
+    assert np.array_equal(np.asarray(o)[points[out[2], 2]], eo[points[out[2], 2]])  # the padded slot: untouched

@@ -245,17 +245,12 @@ def _xla_counts(inp, mask, slot_arrays, slots_fn, counts, reset=False):
         def __getitem__(self, i):
             return self.a[i]
     cnt_in, cnt_out = counts
+    slots = slots_fn(*map(_R, slot_arrays), slice(None))
+    ids = jnp.concatenate([i for i, _, _ in slots])  # one scatter per table, not one per slot
     if reset:
-        cnt_in = cnt_in.at[inp].set(0)
-    else:
-        cnt_in = cnt_in.at[inp].add(mask.astype(cnt_in.dtype))
-    for ids, _, w in slots_fn(*map(_R, slot_arrays), slice(None)):
-        if reset:
-            cnt_out = cnt_out.at[ids].set(0)
-        else:
-            t = mask if w is None else mask * w
-            cnt_out = cnt_out.at[ids].add(t.astype(cnt_out.dtype))
-    return cnt_in, cnt_out
+        return cnt_in.at[inp].set(0), cnt_out.at[ids].set(0)
+    t = jnp.concatenate([mask if w is None else mask * w for _, _, w in slots])
+    return cnt_in.at[inp].add(mask.astype(cnt_in.dtype)), cnt_out.at[ids].add(t.astype(cnt_out.dtype))
 
 
 def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, counts=None, block: int = DEFAULT_BLOCK,
