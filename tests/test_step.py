@@ -218,3 +218,26 @@ def test_accelerators_default_to_16x_larger_batches():
     assert make_config(shared_negatives=True, model="skipgram").for_platform("gpu").batch_size == 768
     assert make_config(batch_size=512).for_platform("gpu").batch_size == 512  # an explicit size is kept
     assert cfg.for_platform("gpu").validate().identity()["train"]["batch_size"] == 4096
+
+
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])
+def test_a_calls_touch_counts_made_up_front_equal_each_updates(model, loss):
+    """call_touches (a whole call's row-cap counts, before the scan: the accelerator path) gives
+    every live slot the count the per-update [V] buffers give it, and 0 to dead slots."""
+    cfg = make_config(model=model, loss=loss, dim=4, window=2, negative=3)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    rng = np.random.default_rng(7)
+    mbs = [_batch(model, rng, 6, len(VOCAB), negative=3 if loss == "ns" else 0) for _ in range(3)]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
+    rows = {"emb_in": len(VOCAB), "emb_out": len(VOCAB) - (loss == "hs")}
+    m_in, m_out = xla.call_touches(cfg, tables, batch, rows)
+    params = {"emb_in": jnp.zeros((rows["emb_in"], 1)), "emb_out": jnp.zeros((rows["emb_out"], 1))}
+    for i, mb in enumerate(mbs):
+        _, ids, aux = objectives.gather(params, mb, tables, loss, None, 3, neg=mb.neg)
+        ids = xla.drop_padding(ids, mb, aux)
+        w_in, w_out = xla.touch_weights(mb, ids["out"].shape, aux.get("path_mask"))
+        want_in, _ = xla._multiplicity(ids["in"], w_in, jnp.zeros(rows["emb_in"], jnp.int32))
+        want_out, _ = xla._multiplicity(ids["out"], w_out, jnp.zeros(rows["emb_out"], jnp.int32))
+        np.testing.assert_array_equal(m_in[i], want_in)
+        np.testing.assert_array_equal(m_out[i], want_out)
+        assert (np.asarray(want_out) > 1).any()

@@ -88,20 +88,24 @@ def drop_padding(ids: dict, mb: Examples, aux: dict, skipgram_windows: bool = Fa
 def _multiplicity(ids: jax.Array, weights: jax.Array, zeros: jax.Array) -> tuple[jax.Array, jax.Array]:
     """How many (weighted) times each id's row is touched in this update, gathered back to ``ids``.
 
-    ``zeros`` is an all-zero ``[rows]`` buffer, returned all-zero again (only the touched
-    entries are reset), so a scan can carry it instead of filling ``[V]`` every update.
+    ``zeros`` is an all-zero int32 ``[rows]`` buffer, returned all-zero again (only the touched
+    entries are reset), so a scan can carry it instead of filling ``[V]`` every update.  The
+    weights are whole numbers (masks and context counts), so the counts are int32: exact, and
+    on a GPU a native atomic add instead of a float compare-and-swap loop.
     """
     flat = ids.reshape(-1)
-    counts = zeros.at[flat].add(jnp.broadcast_to(weights, ids.shape).reshape(-1), mode="drop")
-    return counts.at[ids].get(mode="fill", fill_value=0), counts.at[flat].set(0.0, mode="drop")
+    w = jnp.broadcast_to(weights, ids.shape).reshape(-1).astype(jnp.int32)
+    counts = zeros.at[flat].add(w, mode="drop")
+    got = counts.at[ids].get(mode="fill", fill_value=0).astype(jnp.float32)
+    return got, counts.at[flat].set(0, mode="drop")
 
 
 def count_buffers(params: dict, rows: Optional[dict] = None) -> dict:
-    """All-zero ``[rows]`` count buffers per table: the tables' own rows, or ``rows`` (the global
-    row counts, when ``params`` are one device's shard of row-sharded tables)."""
+    """All-zero int32 ``[rows]`` count buffers per table: the tables' own rows, or ``rows`` (the
+    global row counts, when ``params`` are one device's shard of row-sharded tables)."""
     if rows is None:
         rows = {k: v.shape[0] for k, v in params.items()}
-    return {k: jnp.zeros((r,), jnp.float32) for k, r in rows.items()}
+    return {k: jnp.zeros((r,), jnp.int32) for k, r in rows.items()}
 
 
 def cap_divisor(touches: jax.Array, cap: float) -> jax.Array:
@@ -109,8 +113,8 @@ def cap_divisor(touches: jax.Array, cap: float) -> jax.Array:
     return jnp.maximum(1.0, touches / cap)
 
 
-def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: Examples, bufs: dict, cap: float,
-                    skipgram_windows: bool = False):
+def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: Examples, bufs: Optional[dict], cap: float,
+                    skipgram_windows: bool = False, touches: Optional[tuple] = None):
     """Scale the summed update of a row touched ``m`` times by ``1 / max(1, m / cap)``.
 
     word2vec.c applies the updates of one row one after another, each on the row as the last
@@ -118,21 +122,50 @@ def cap_row_updates(grads: dict, ids: dict, aux: dict, mb: Examples, bufs: dict,
     of times per batch (the Huffman root, frequent noise words) the sum overshoots and training
     diverges; ``cap`` summed updates per step is what ``cap`` Hogwild threads of word2vec.c
     would apply at once.  For the full softmax a row's touches are its count as a target plus
-    its expected count ``sum_e y_ej`` (``aux['touch']``).  Touches are counted in the
+    its expected count ``sum_e y_ej`` (``aux['touch']``).  Touches are ``touches`` (``(m_in,
+    m_out)``, per slot, counted for a whole call by :func:`call_touches`), or counted here in the
     all-zero ``bufs`` (a scatter and a gather over ``[V]`` per table and update).
     """
     out_shape = None if ids["out"] is None else ids["out"].shape
     w_in, w_out = touch_weights(mb, out_shape or mb.mask.shape + (1,), aux.get("path_mask"), skipgram_windows)
-    m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
-    bufs = dict(bufs, emb_in=buf_in)
+    if touches is not None:
+        m_in, m_out = touches
+    else:
+        m_in, buf_in = _multiplicity(ids["in"], w_in, bufs["emb_in"])
+        bufs = dict(bufs, emb_in=buf_in)
     out = {"in": grads["in"] / cap_divisor(m_in, cap)[..., None]}
     if ids["out"] is None:
         out["out"] = grads["out"] / cap_divisor(aux["touch"], cap)[:, None]
     else:
-        m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
-        bufs = dict(bufs, emb_out=buf_out)
+        if touches is None:
+            m_out, buf_out = _multiplicity(ids["out"], w_out, bufs["emb_out"])
+            bufs = dict(bufs, emb_out=buf_out)
         out["out"] = grads["out"] / cap_divisor(m_out, cap)[..., None]
     return out, bufs
+
+
+MAX_CALL_COUNTS = 1 << 25  # steps x rows above this: touches are counted per update instead
+
+
+def call_touches(cfg: Config, tables: objectives.Tables, batch: Examples, rows: dict) -> Optional[tuple]:
+    """The row-update cap's touch counts of every slot of a whole call ``[steps, ...]``, counted at
+    once (one scatter-add and one gather per table into ``[steps * V]`` int32, keyed by step and
+    row), before the scan: they depend on the ids only.  None where that buffer would be too big."""
+    steps = batch.mask.shape[0]
+    if steps * max(rows.values()) > MAX_CALL_COUNTS:
+        return None
+    m = cfg.model
+    out_ids, aux = (None, {}) if m.loss == "softmax" else objectives._output_ids(batch.out, tables, m.loss, batch.neg)
+    w_in, w_out = touch_weights(batch, batch.mask.shape + (1,) if out_ids is None else out_ids.shape,
+                                aux.get("path_mask"), m.model == "skipgram" and cfg.windows)
+
+    def count(ids, w, v):
+        at = jnp.arange(steps, dtype=jnp.int32).reshape((steps,) + (1,) * (ids.ndim - 1)) * v + ids
+        w = jnp.broadcast_to(w, ids.shape).astype(jnp.int32)
+        got = jnp.zeros((steps * v,), jnp.int32).at[at.reshape(-1)].add(w.reshape(-1))[at]
+        return jnp.where(w > 0, got, 0).astype(jnp.float32)
+    m_in = count(batch.inp, w_in, rows["emb_in"])
+    return m_in, None if out_ids is None else count(out_ids, w_out, rows["emb_out"])
 
 
 def apply_updates(params: dict, upd: dict, ids: dict) -> dict:
@@ -166,10 +199,9 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
                                 exact_grad=m.cbow_exact_grad, softmax_chunk=chunk)
     sg_windows = m.model == "skipgram" and cfg.windows
 
-    def update(params, opt_state, step, key, mb, bufs=None):
+    def update(params, opt_state, step, key, mb, bufs=None, touches=None):
         if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
-            mb = windows.device_examples(mb, jax.random.fold_in(key, DATA_KEY), tables, window=cfg.data.window,
-                                         windows=cfg.windows, negative=m.negative if m.loss == "ns" else 0)
+            mb = device_examples(cfg, tables, key, mb)
         if m.loss == "ns" and mb.neg is None:
             raise ValueError("negative sampling takes the noise words from the batch (batches.Pairs/Windows.neg)")
         lookup = coll.lookup(params) if coll is not None else None
@@ -187,9 +219,9 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             if bias_grad is not None:  # full softmax: touches = target count + sum_e y_ej
                 count = jnp.zeros_like(bias_grad).at[mb.out].add(mb.mask)
                 aux = dict(aux, touch=bias_grad + 2.0 * count)
-            if bufs is None:
+            if bufs is None and touches is None:
                 bufs = count_buffers(params, coll.rows if coll is not None else None)
-            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.row_cap, sg_windows)
+            grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.row_cap, sg_windows, touches)
         hyper = dict(opt_state.hyperparams, learning_rate=schedule(global_words(mb.words, data_shards)))
         upd, opt_state = tx.update(grads, opt_state._replace(hyperparams=hyper))
         params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids)
@@ -198,20 +230,41 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
     return update
 
 
+def device_examples(cfg: Config, tables: objectives.Tables, key: jax.Array, rows: TokenRows):
+    """The examples of token rows (:func:`w2vjax.windows.device_examples`), for one micro-step or,
+    with a leading ``[steps]`` axis, a whole call; they depend on the seed and the rows only."""
+    def one(mb):
+        return windows.device_examples(mb, jax.random.fold_in(key, DATA_KEY), tables, window=cfg.data.window,
+                                       windows=cfg.windows,
+                                       negative=cfg.model.negative if cfg.model.loss == "ns" else 0)
+    return jax.vmap(one)(rows) if rows.row.ndim == 2 else one(rows)
+
+
 def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *, coll=None,
              data_shards: int = 1):
     """A whole call: ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``,
-    :func:`make_update` scanned over the batch's leading ``[steps]`` axis."""
+    :func:`make_update` scanned over the batch's leading ``[steps]`` axis.  Token rows become
+    examples for the whole call first, outside the scan: they do not depend on the tables, and
+    inside it they cost a dozen small kernels per update on a GPU; so do the row cap's touch
+    counts (:func:`call_touches`)."""
     update = make_update(cfg, tables, schedule, coll=coll, data_shards=data_shards)
 
-    def micro(carry, mb):
+    def micro(carry, xs):
         params, opt_state, step, key, bufs = carry
-        params, opt_state, stats, bufs = update(params, opt_state, step, key, mb, bufs)
+        mb, touches = xs
+        params, opt_state, stats, bufs = update(params, opt_state, step, key, mb, bufs, touches)
         return (params, opt_state, step + 1, key, bufs), stats
 
     def run(params, opt_state, step, key, batch):
-        bufs = count_buffers(params, coll.rows if coll is not None else None) if cfg.row_cap > 0 else None
-        (params, opt_state, step, key, _), stats = jax.lax.scan(micro, (params, opt_state, step, key, bufs), batch)
+        touches = bufs = None
+        if isinstance(batch, TokenRows):  # an accelerator's call: examples and touch counts made up front
+            batch = device_examples(cfg, tables, key, batch)
+            if cfg.row_cap > 0 and coll is None:
+                touches = call_touches(cfg, tables, batch, {k: v.shape[0] for k, v in params.items()})
+        if cfg.row_cap > 0 and touches is None:
+            bufs = count_buffers(params, coll.rows if coll is not None else None)
+        (params, opt_state, step, key, _), stats = jax.lax.scan(micro, (params, opt_state, step, key, bufs),
+                                                                (batch, touches))
         metrics = {k: v.sum() for k, v in stats.items()}
         metrics["lr"] = opt_state.hyperparams["learning_rate"]
         return params, opt_state, step, metrics
