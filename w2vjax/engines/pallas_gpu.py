@@ -299,8 +299,8 @@ def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap,
     """NumPy emulation of the kernel's order: programs one after another; in a program ``h`` is
     read first, then slot by slot the output rows are read (as earlier slots and programs left
     them) and updated, then the input rows; the cap's touches are the whole micro-batch's.
-    ``out_ids, sign, weight``: ``[B, J]``; touches of an output slot weigh ``mask`` (NS) or
-    ``mask * weight`` (HS: pass ``touch_weight``-like ``weight``); here NS's rule: ``mask``."""
+    ``out_ids, sign, weight``: ``[B, J]``; an output slot counts ``mask`` touches (negative
+    sampling's rule: a noise word equal to the center still counts; HS would count ``mask * weight``)."""
     emb_in = np.array(emb_in, np.float64)
     emb_out = np.array(emb_out, np.float64)
     inp, out_ids = np.asarray(inp), np.asarray(out_ids)
