@@ -71,6 +71,7 @@ def parse_args(argv=None):
                    "accelerator default of Config.for_platform)")
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--shard-tables", action="store_true")
+    p.add_argument("--pallas", action="store_true", help="the pallas engine (fused Triton kernel) instead of XLA")
     p.add_argument("--corpus", default=None, help=f"corpus for the vocabulary (default: {ENWIKI} if present, "
                    "else the embedded text8 head)")
     p.add_argument("--corpus-cache", default=os.path.join("/tmp", "w2vjax-compile-corpus"),
@@ -314,7 +315,7 @@ def child(args) -> int:
     platform = TARGETS[args.target]["platform"]
     corpus = args.corpus or (ENWIKI if os.path.exists(ENWIKI) else default_corpus())
     config = make_config(model=args.model, loss=args.loss, dim=args.dim, batch_size=args.batch_size,
-                         devices=args.devices, shard_tables=args.shard_tables)
+                         devices=args.devices, shard_tables=args.shard_tables, pallas=args.pallas or None)
     data = load_corpus(corpus, args.corpus_cache, config.data.min_count)
     step, abstract, info = build_step(config, data, devices)
     cfg = info.pop("cfg")

@@ -52,3 +52,37 @@ def test_accelerators_make_examples_on_the_device_with_16x_batches():
 def test_asking_for_the_kernel_where_it_cannot_run_is_refused(settings, platform, devices):
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         _choose(platform, devices, **settings)
+
+
+def test_pallas_is_chosen_only_when_asked_and_where_it_fits():
+    cfg, e = _choose("gpu", model="skipgram", loss="hs", pallas=True)
+    assert e.name == "pallas" and e.device_windows and cfg.batch_size == 4096
+    assert _choose("cpu", model="skipgram", pallas=True)[1].name == "pallas"  # interpret mode
+    assert _choose("gpu", model="skipgram")[1].name == "xla"  # not by default
+    with pytest.raises(ConfigError, match="--pallas runs on one device"):
+        _choose("gpu", 8, model="skipgram", pallas=True)
+    with pytest.raises(ConfigError, match="--pallas runs skip-gram"):
+        _choose("gpu", model="cbow", pallas=True)
+
+
+@pytest.mark.parametrize("loss,windows", [("ns", False), ("hs", True)])
+def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path, loss, windows):
+    """The pallas engine through the trainer (host stream or device windows), on CPU in Pallas's
+    interpret mode: it runs through the whole corpus, losses and vectors are finite (whether
+    it learns as well as the XLA update is for a GPU run to measure).  (Interpret mode keeps the last
+    of the atomic adds an index gets within one block, so it computes less than the GPU would.)"""
+    import json
+
+    import numpy as np
+
+    from w2vjax.train import train_and_evaluate
+    cfg = make_config(model="skipgram", loss=loss, dim=8, epochs=2, batch_size=64, steps_per_call=8,
+                      min_count=3, pallas=True, device_windows=windows, log_every_s=0.0)
+    s = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False,
+                           log=lambda *a: None)
+    assert s["engine"] == "pallas" and s["device_windows"] is windows and s["step_compilations"] == 1
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert len(lines) > 2 and all(np.isfinite(r["loss"]) for r in lines)
+    assert lines[-1]["words"] == s["raw_words"] and s["examples"] > 0
+    from w2vjax.export import load_vectors
+    assert np.isfinite(load_vectors(str(tmp_path / "vectors.bin")).vectors).all()

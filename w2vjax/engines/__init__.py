@@ -11,6 +11,8 @@ engine         what it is                                             where it r
                                                                       with ``--no-cpu-kernel``)
 ``mesh``       the XLA update in ``shard_map`` (:mod:`.mesh`)         several devices or hosts,
                                                                       row-sharded tables
+``pallas``     fused Triton kernel (:mod:`.pallas_gpu`), skip-gram    ``--pallas`` only, until it
+               NS/HS, Hogwild within a micro-batch                    is timed on a GPU
 =============  =====================================================  ===========================
 
 Every engine takes the batches of :mod:`w2vjax.batches`: the host stream's ``Pairs`` /
@@ -23,20 +25,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import jax
+
 from ..config import Config, ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
 class Engine:
     """The chosen engine and the platform-dependent settings it runs with."""
-    name: str = "xla"  # "cpu_kernel", "xla" or "mesh"
+    name: str = "xla"  # "cpu_kernel", "xla", "mesh" or "pallas"
     why: str = ""
     device_windows: bool = False  # examples made on the device from token rows
     threads: int = 0  # the CPU kernel's threads (several: Hogwild)
 
     def describe(self) -> str:
         what = {"cpu_kernel": f"fused CPU kernel, {self.threads} thread{'s, Hogwild' if self.threads > 1 else ''}",
-                "xla": "XLA reference update", "mesh": "XLA update over the device mesh"}[self.name]
+                "xla": "XLA reference update", "mesh": "XLA update over the device mesh",
+                "pallas": "fused Pallas kernel"}[self.name]
         windows = ", examples made on the device" if self.device_windows else ""
         return f"engine {self.name} ({what}{windows}): {self.why}"
 
@@ -62,6 +67,11 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
         (not (m.model == "skipgram" and cfg.windows), "the kernel does not run --shared-negatives"),
     ] if not ok]
     name = "mesh" if mesh else "xla"
+    if t.pallas:
+        if mesh:
+            raise ConfigError("--pallas runs on one device with whole tables (not several devices or --shard-tables)")
+        interpret = " (interpret mode, for tests)" if platform == "cpu" else ""
+        return cfg, Engine("pallas", f"--pallas on {platform}{interpret}", device_windows)
     if t.cpu_kernel and unmet:
         raise ConfigError(f"--cpu-kernel: {unmet[0]}")
     if t.cpu_kernel is False:
@@ -82,6 +92,10 @@ def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
     """The engine's whole-call function ``(params, opt_state, step, key, batch) -> (params,
     opt_state, step, metrics)``, traced inside :func:`w2vjax.step.make_train_step`'s jit."""
     shards = layout.data_shards if layout is not None else 1
+    if engine.name == "pallas":
+        from . import pallas_gpu
+        return pallas_gpu.make_run(cfg, tables, schedule, interpret=jax.devices()[0].platform == "cpu",
+                                   data_shards=shards)
     if engine.name == "cpu_kernel":
         from . import cpu_kernel
         if layout is not None and not layout.plain:

@@ -326,3 +326,46 @@ def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap,
             np.add.at(emb_out, ids, (-lr * g / div(t_out[ids]))[:, None] * h)
         np.add.at(emb_in, inp[r], (-lr / div(t_in[inp[r]]))[:, None] * gin)
     return emb_in.astype(np.float32), emb_out.astype(np.float32), loss.astype(np.float32)
+
+
+def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int = 1,
+             block: int = DEFAULT_BLOCK):
+    """The ``pallas`` engine's call: ``(params, opt_state, step, key, batch) -> (params, opt_state,
+    step, metrics)``, :func:`ns_update` / :func:`hs_update` scanned over the micro-steps, the
+    learning rate of each from ``schedule`` (word2vec.c's decay).  ``batch``: skip-gram
+    :class:`~w2vjax.batches.Pairs` (the host stream's, with noise words) or ``TokenRows``, whose
+    examples are made for the whole call first (:func:`w2vjax.engines.xla.device_examples`); the
+    micro-batch is padded with masked pairs to a multiple of ``block``."""
+    from ..batches import TokenRows
+    from . import xla
+    m = cfg.model
+
+    def pad(x):
+        extra = (-x.shape[1]) % block
+        return jnp.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2)) if extra and x.ndim >= 2 else x
+
+    def micro(carry, xs):
+        emb_in, emb_out, counts = carry
+        mb, lr = xs
+        kw = dict(counts=counts, block=block, interpret=interpret, return_counts=True)
+        if m.loss == "ns":
+            emb_in, emb_out, loss, counts = ns_update(emb_in, emb_out, mb.inp, mb.out, mb.neg, mb.mask, lr,
+                                                      cfg.row_cap, **kw)
+        else:
+            emb_in, emb_out, loss, counts = hs_update(emb_in, emb_out, mb.inp, mb.out, mb.mask, lr, cfg.row_cap,
+                                                      tables.points, tables.codes, tables.path_mask, **kw)
+        return (emb_in, emb_out, counts), {"loss_sum": (loss * mb.mask).sum(), "examples": mb.mask.sum(), "lr": lr}
+
+    def run(params, opt_state, step, key, batch):
+        if isinstance(batch, TokenRows):
+            batch = xla.device_examples(cfg, tables, key, batch)
+        lrs = jax.vmap(lambda w: schedule(xla.global_words(w, data_shards)))(batch.words)
+        batch = jax.tree.map(pad, batch._replace(words=None))
+        counts = count_buffers(params["emb_in"].shape[0], params["emb_out"].shape[0]) if cfg.row_cap > 0 else None
+        (emb_in, emb_out, _), stats = jax.lax.scan(micro, (params["emb_in"], params["emb_out"], counts), (batch, lrs))
+        lr = stats["lr"][-1]
+        opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr))
+        metrics = {"loss_sum": stats["loss_sum"].sum(), "examples": stats["examples"].sum(), "lr": lr}
+        return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + batch.mask.shape[0], metrics
+
+    return run
