@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-import jax
-
 from ..config import Config, ConfigError
 
 
@@ -37,6 +35,7 @@ class Engine:
     why: str = ""
     device_windows: bool = False  # examples made on the device from token rows
     threads: int = 0  # the CPU kernel's threads (several: Hogwild)
+    interpret: bool = False  # pallas on CPU: Pallas's interpret mode
 
     def describe(self) -> str:
         what = {"cpu_kernel": f"fused CPU kernel, {self.threads} thread{'s, Hogwild' if self.threads > 1 else ''}",
@@ -71,7 +70,7 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
         if mesh:
             raise ConfigError("--pallas runs on one device with whole tables (not several devices or --shard-tables)")
         interpret = " (interpret mode, for tests)" if platform == "cpu" else ""
-        return cfg, Engine("pallas", f"--pallas on {platform}{interpret}", device_windows)
+        return cfg, Engine("pallas", f"--pallas on {platform}{interpret}", device_windows, interpret=platform == "cpu")
     if t.cpu_kernel and unmet:
         raise ConfigError(f"--cpu-kernel: {unmet[0]}")
     if t.cpu_kernel is False:
@@ -94,8 +93,7 @@ def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
     shards = layout.data_shards if layout is not None else 1
     if engine.name == "pallas":
         from . import pallas_gpu
-        return pallas_gpu.make_run(cfg, tables, schedule, interpret=jax.devices()[0].platform == "cpu",
-                                   data_shards=shards)
+        return pallas_gpu.make_run(cfg, tables, schedule, interpret=engine.interpret, data_shards=shards)
     if engine.name == "cpu_kernel":
         from . import cpu_kernel
         if layout is not None and not layout.plain:
