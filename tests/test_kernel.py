@@ -55,10 +55,11 @@ def _run(cfg, data, tables, batches, threads):
     return state, metrics
 
 
-@pytest.mark.parametrize("model,loss,mean,dim", [("skipgram", "ns", True, 20), ("skipgram", "hs", True, 136),
-                                                 ("cbow", "ns", True, 16), ("cbow", "hs", True, 20),
-                                                 ("cbow", "ns", False, 20)])
-def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, head_corpus, tmp_path):
+@pytest.mark.parametrize("model,loss,mean,dim,exact", [("skipgram", "ns", True, 20, False),
+                                                       ("skipgram", "hs", True, 136, False),
+                                                       ("cbow", "ns", True, 16, False), ("cbow", "hs", True, 20, False),
+                                                       ("cbow", "ns", False, 20, False), ("cbow", "hs", True, 20, True)])
+def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, exact, head_corpus, tmp_path):
     """4 calls of 8 micro-batches (a row-update cap of 2 that binds, masked padding at the end of
     the stream, CBOW's mean and sum): the kernel's tables, loss sums and learning rates on one
     thread are the XLA engine's (which counts the touches the kernel counts itself), to float
@@ -66,7 +67,7 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, head_corpus, 
     kernel's row tail (d % 16) and rows longer than it keeps in registers at once (128)."""
     from w2vjax.prepare import prepare
     cfg = make_config(model=model, loss=loss, dim=dim, batch_size=64, steps_per_call=8, negative=4, window=3,
-                      row_update_cap=2.0, lr=0.5, cbow_mean=mean).validate()
+                      row_update_cap=2.0, lr=0.5, cbow_mean=mean, cbow_exact_grad=exact).validate()
     data = prepare(head_corpus(20_000), str(tmp_path), 3, None, 10_000)
     tables = step_lib.make_tables(data.vocab, cfg)
     batches = _batches(cfg, data, tables, 4)

@@ -31,10 +31,11 @@ def _batch(model, rng, b, v, window=2, negative=3):
                    jnp.asarray(rng.integers(0, v, b), jnp.int32), mask, jnp.float32(37.0), neg)
 
 
-@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+@pytest.mark.parametrize("model,exact", [("skipgram", False), ("cbow", False), ("cbow", True)])
 @pytest.mark.parametrize("loss", ["ns", "hs", "softmax"])
-def test_one_update_equals_word2vec_c(model, loss):
-    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=3, lr=0.3)
+def test_one_update_equals_word2vec_c(model, exact, loss):
+    """(``exact``: --cbow-exact-grad, Rong's gradient of the mean: each context row gets neu1e / C.)"""
+    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=3, lr=0.3, cbow_exact_grad=exact)
     tables = step_lib.make_tables(VOCAB, cfg)
     total_words = 1000
     schedule = xla.make_schedule(cfg, total_words)
@@ -88,7 +89,7 @@ def test_one_update_equals_word2vec_c(model, loss):
                 neu1e += g * w_out[node]
                 d_out[node] -= lr * g * h
         for c in ctx:  # word2vec.c: every context row gets the full neu1e, also for the CBOW mean
-            d_in[c] -= lr * neu1e
+            d_in[c] -= lr * neu1e / (len(ctx) if exact else 1)
     np.testing.assert_allclose(new["emb_in"], w_in + d_in, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new["emb_out"], w_out + d_out, rtol=1e-5, atol=1e-6)
 
