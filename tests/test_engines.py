@@ -86,3 +86,27 @@ def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path,
     assert lines[-1]["words"] == s["raw_words"] and s["examples"] > 0
     from w2vjax.export import load_vectors
     assert np.isfinite(load_vectors(str(tmp_path / "vectors.bin")).vectors).all()
+
+
+class _Device:
+    device_kind = "NVIDIA H200"
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def memory_stats(self):
+        return {"bytes_limit": self.limit}
+
+
+def test_tables_too_big_for_the_device_are_refused_in_one_line():
+    cfg = make_config(dim=300)
+    rows = {"emb_in": 10_000_000, "emb_out": 10_000_000}  # 2 x 10 M x 300 floats = 22.4 GiB
+    with pytest.raises(ConfigError, match=r"22\.4 GiB per device .* 16\.0 GiB; use --shard-tables"):
+        engines.check_memory(cfg, rows, [_Device(16 << 30)], shard_tables=False)
+    engines.check_memory(cfg, rows, [_Device(16 << 30)] * 2, shard_tables=True)  # 11.2 GiB each: fits
+    engines.check_memory(cfg, rows, [_Device(141 << 30)], shard_tables=False)
+
+
+def test_the_cpu_reports_no_limit_and_is_not_checked():
+    import jax
+    engines.check_memory(make_config(), {"emb_in": 10, "emb_out": 10}, jax.devices(), False)

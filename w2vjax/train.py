@@ -409,6 +409,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     tables = step_lib.make_tables(vocab, cfg)
     out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
     layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows}, engine.device_windows)
+    engines.check_memory(cfg, layout.rows, list(layout.mesh.devices.flat), layout.shard_tables)
     streamer, position, token_spec = make_stream(cfg, engine, data, layout, tables)
     shards, total = layout.data_shards, streamer.total_words
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)

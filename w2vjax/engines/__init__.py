@@ -87,6 +87,23 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
     return cfg, Engine("cpu_kernel", f"one CPU device, {m.model}/{m.loss}", False, threads)
 
 
+def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool) -> None:
+    """Refuse, in one line and before anything is allocated, tables that cannot fit a device's
+    memory (where the device reports it: GPUs and TPUs; CPU memory is not checked)."""
+    try:
+        limit = (devices[0].memory_stats() or {}).get("bytes_limit")
+    except Exception:  # noqa: BLE001 - a backend without memory stats
+        limit = None
+    if not limit:
+        return
+    need = sum(rows.values()) * cfg.model.dim * 4 / (len(devices) if shard_tables else 1)
+    if need > 0.9 * limit:
+        raise ConfigError(
+            f"the two tables need {need / 2**30:.1f} GiB per device ({rows['emb_in']:,} words x dim "
+            f"{cfg.model.dim}), more than the {getattr(devices[0], 'device_kind', 'device')}'s "
+            f"{limit / 2**30:.1f} GiB; use --shard-tables over more devices, a smaller --dim or --max-vocab")
+
+
 def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
     """The engine's whole-call function ``(params, opt_state, step, key, batch) -> (params,
     opt_state, step, metrics)``, traced inside :func:`w2vjax.step.make_train_step`'s jit."""
@@ -111,4 +128,4 @@ def cpu_kernel_engine(threads: int = 1) -> Engine:
     return Engine("cpu_kernel", "asked for", False, threads)
 
 
-__all__ = ["Engine", "choose", "cpu_kernel_engine", "make_run"]
+__all__ = ["Engine", "check_memory", "choose", "cpu_kernel_engine", "make_run"]
