@@ -176,10 +176,17 @@ def test_checkpoint_every_updates_and_keep(corpus, tmp_path):
     assert _vectors(tmp_path / "two") == _vectors(tmp_path / "all")
 
 
-def test_checkpoint_minutes(corpus, tmp_path):
-    # 60 microseconds: every call (64 updates) is due; without this cadence one epoch leaves 1 checkpoint
+def test_checkpoint_minutes(corpus, tmp_path, monkeypatch):
+    # the trainer's clock advances a second each time it is read, so a cadence of 1/60 minute makes
+    # every call (64 updates) due, however fast the machine; without it one epoch leaves 1 checkpoint
+    import itertools
+    import types
+
+    from w2vjax import train as train_lib
+    ticks = itertools.count(1_000_000.0)
+    monkeypatch.setattr(train_lib, "time", types.SimpleNamespace(time=lambda: float(next(ticks))))
     cfg = make_config(model="cbow", dim=16, epochs=1, batch_size=64, steps_per_call=64, min_count=3,
-                      checkpoint_minutes=1e-6, keep=1000)
+                      checkpoint_minutes=1 / 60, keep=1000)
     summary = _train(cfg, tmp_path, corpus)
     assert summary["steps"] > 4 * 64
     assert _steps(tmp_path) == list(range(64, summary["steps"] + 1, 64))
