@@ -175,12 +175,15 @@ class Config:
 
         An accelerator's update of 256 examples is a few microseconds of work behind a dozen
         kernel launches, so its default batch is 16x larger (the row cap grows with it, see
-        :attr:`row_cap`; quality: ``benchmarks/results/accelerator_defaults_quality.md``).  An
-        explicit batch size is kept; CPU keeps 256.
+        :attr:`row_cap`; quality: ``benchmarks/results/accelerator_defaults_quality.md``), and 4x
+        for CBOW, whose windows each update ~10 input rows: over 5 epochs 4096 windows lost gensim's
+        analogy accuracy and 1024 kept it (``benchmarks/results/enwiki17m_accelerator_batch.md``).
+        An explicit batch size is kept; CPU keeps 256.
         """
         if platform == "cpu" or self.train.batch_size is not None:
             return self
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, batch_size=16 * self.batch_size))
+        grow = 4 if self.model.model == "cbow" else 16
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, batch_size=grow * self.batch_size))
 
     def validate(self) -> "Config":
         d, m, t = self.data, self.model, self.train
