@@ -147,6 +147,12 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     primary = sharding.is_primary()
     if not primary:  # only process 0 logs and writes the work dir's files
         log = lambda *a, **k: None  # noqa: E731
+    done = finished_summary(cfg, workdir)
+    if done is not None:
+        log(f"{workdir} holds a finished run of these settings: nothing to train (summary.json left as it "
+            "was; more --epochs continues it, another --workdir starts afresh)")
+        return done
+    more_epochs(cfg, workdir, log if primary else None)
     check_workdir(cfg, workdir, force and primary)
     sharding.sync("w2vjax:checked")
     args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
@@ -154,7 +160,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
     if primary:
-        export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
+        export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
     summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
@@ -168,8 +174,84 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         from . import evaluate as ev
         summary["eval"] = ev.evaluate_all(vectors)
     summary["total_seconds"] = time.time() - t_start
+    summary.update(_reproducibility(cfg, engine, corpus))
     export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
+    prune_checkpoints(workdir, cfg.train.keep_after)
     return summary
+
+
+def _config_json(cfg: Config, engine: engines.Engine) -> str:
+    """config.json: the settings as given (``null``: default) and ``resolved``, the values used."""
+    from . import metadata
+    return json.dumps({**cfg.to_dict(), "resolved": metadata.resolved_settings(cfg, engine)},
+                      indent=2, sort_keys=True) + "\n"
+
+
+def _reproducibility(cfg: Config, engine: engines.Engine, corpus: str) -> dict[str, Any]:
+    """summary.json's record of what produced it: settings, versions, commit, corpus, devices."""
+    from . import metadata
+    return {"config": cfg.to_dict(), "resolved": metadata.resolved_settings(cfg, engine),
+            "environment": metadata.environment(), "corpus": metadata.corpus_info(corpus)}
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def finished_summary(cfg: Config, workdir: str) -> Optional[dict]:
+    """summary.json of ``workdir`` when it records a finished run of ``cfg``'s settings, else None.
+    (summary.json is written last, with the settings it was trained with; config.json must
+    agree, or a run with other settings has started in the work dir since.)"""
+    summary = _read_json(os.path.join(workdir, "summary.json"))
+    config = _read_json(os.path.join(workdir, "config.json"))  # a later run's, if one started since
+    if not summary or "config" not in summary or not config:
+        return None
+    try:
+        same = Config.from_dict(summary["config"]).identity() == Config.from_dict(config).identity() == cfg.identity()
+    except ConfigError:
+        return None
+    return summary if same else None
+
+
+def more_epochs(cfg: Config, workdir: str, log) -> bool:
+    """Let a finished run continue with more epochs: when ``workdir`` holds a finished run whose
+    settings differ from ``cfg``'s only by fewer epochs, and still has its checkpoints, its
+    config.json takes the new epoch count (so :func:`check_workdir` resumes it instead of
+    refusing).  Training restarts at the old end: the linear rate schedule is over the new
+    total, so the rate rises to ``lr * (1 - old/new epochs)`` and decays to its floor again."""
+    summary = _read_json(os.path.join(workdir, "summary.json"))
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not summary or "config" not in summary or not (os.path.isdir(ckpts) and os.listdir(ckpts)):
+        return False
+    try:
+        old = Config.from_dict(summary["config"])
+    except ConfigError:
+        return False
+    new_epochs = cfg.train.epochs
+    if new_epochs <= old.train.epochs or dataclasses.replace(
+            old, train=dataclasses.replace(old.train, epochs=new_epochs)).identity() != cfg.identity():
+        return False
+    if log is not None:
+        log(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
+        raw = _read_json(os.path.join(workdir, "config.json")) or {}
+        raw.setdefault("train", {})["epochs"] = new_epochs
+        export.atomic_write(os.path.join(workdir, "config.json"), [json.dumps(raw, indent=2, sort_keys=True) + "\n"])
+    return True
+
+
+def prune_checkpoints(workdir: str, keep_after: str) -> None:
+    """After a successful run: keep every checkpoint (``all``), the last (``final``) or ``none``."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    if keep_after == "all" or not os.path.isdir(ckpts):
+        return
+    steps = sorted((int(n) for n in os.listdir(ckpts) if n.isdigit()), reverse=True)
+    drop = steps if keep_after == "none" else steps[1:]
+    for step_no in drop:
+        shutil.rmtree(os.path.join(ckpts, str(step_no)), ignore_errors=True)
 
 
 def _log_settings(cfg: Config, corpus: str, data: Corpus, log) -> None:
