@@ -29,6 +29,7 @@ from . import engines, export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
+from .progress import Progress
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
 
 
@@ -78,32 +79,6 @@ def enable_compilation_cache() -> Optional[str]:
 def default_corpus() -> str:
     """Path of the embedded default corpus (first 2.1 M words of text8, see w2vjax/data/README.md)."""
     return str(resources.files("w2vjax") / "data" / "text8_head.txt.gz")
-
-
-class Progress:
-    """A one-line progress bar on stderr (a plain line every ~10 % when not a terminal)."""
-
-    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
-        self.total, self.stream, self.enabled = max(total, 1), stream, enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self._next_pct = 10
-
-    def update(self, done: int, raw_wps: float, lr: float, loss: float, final: bool = False):
-        if not self.enabled:
-            return
-        frac = min(done / self.total, 1.0)
-        width = 30
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        line = (f"[{bar}] {100 * frac:5.1f}%  {raw_wps / 1e3:8.1f}k words/s  "
-                f"lr {lr:.6f}  loss {loss:.4f}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or 100 * frac >= self._next_pct:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-            while self._next_pct <= 100 * frac:
-                self._next_pct += 10
 
 
 def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
@@ -327,9 +302,9 @@ class MetricsLog:
     log steps only."""
 
     def __init__(self, path: str, append: bool, primary: bool, total: int, keep_rate: float,
-                 progress: bool, words_done: int):
+                 progress: bool, words_done: int, epochs: int = 1):
         self.file = open(path, "a" if append else "w") if primary else open(os.devnull, "w")
-        self.bar = Progress(total, enabled=progress and primary)
+        self.bar = Progress(total, enabled=progress and primary, epochs=epochs, start=words_done)
         self.keep_rate = keep_rate
         self.pending: list[dict] = []
         self.last_t = self.t0 = time.time()
@@ -410,8 +385,8 @@ class Loop:
         self.words_done = sum(e.words for e in everyone) if self.shards > 1 else everyone[0].words
         self.log.pending.append(metrics)
         self.calls += 1
-        if any(e.log_due for e in everyone):
-            self.flush()
+        if any(e.log_due for e in everyone) or self.words_done - self.log.last_words >= self.total / 100:
+            self.flush()  # every --log-every-s, and at least every 1 % of the words (all processes agree)
         if self.next_eval is not None and self.next_eval <= self.words_done < self.total:
             self.flush()
             self.evaluate()
@@ -501,7 +476,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     resumed = saved_position is not None
     keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done)
+    mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done, cfg.train.epochs)
     loop = Loop(cfg, layout, vocab, ckpt, mlog, state, saved_position if resumed else position, words_done,
                 shards, total, primary, stop_after_calls)
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
@@ -511,7 +486,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     place = functools.partial(layout.place_batch, whole=engine.device_windows)
     prefetch = Prefetcher(streamer(loop.position), cfg.train.prefetch, transform=place if place_in_thread else None)
     stop: dict = {}
-    with mlog.file, _stop_on_signals(stop):
+    with mlog.file, mlog.bar, _stop_on_signals(stop):
         try:
             for batch, position_next, words_local in prefetch:
                 everyone = loop.due(shards > 1 and streamer.idle(loop.position), words_local, bool(stop))
