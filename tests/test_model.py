@@ -95,3 +95,13 @@ def test_gensim_names_map_to_settings():
         w2vjax.Word2Vec(size=100)
     with pytest.raises(ConfigError, match="lists of tokens"):
         w2vjax.Word2Vec(["a b c"], progress=False)
+
+
+def test_model_train_continues_with_more_epochs(tmp_path):
+    s = [["a", "b", "c", "a", "b", "d"]] * 200
+    model = w2vjax.Word2Vec(s, workdir=str(tmp_path), vector_size=4, min_count=1, epochs=1, workers=1,
+                            progress=False)
+    before = model.wv.vectors.copy()
+    summary = model.train(s, epochs=2)
+    assert model.config.train.epochs == 2 and summary["raw_words"] == 2 * summary["raw_words_this_run"]
+    assert not np.array_equal(before, model.wv.vectors)

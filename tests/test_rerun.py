@@ -35,6 +35,13 @@ def test_finished_rerun_leaves_summary_and_more_epochs_continue(head_corpus, tmp
     assert more["raw_words"] == 2 * first["raw_words"] and more["raw_words_this_run"] == first["raw_words"]
     assert json.load(open(tmp_path / "config.json"))["train"]["epochs"] == 2
     v2 = load_vectors(str(tmp_path / "vectors.bin")).vectors
+    # the rate follows the linear schedule over the new total: up from the first run's floor
+    recs = [r for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "lr" in r]
+    total, old = more["raw_words"], [r for r in recs if r["words"] <= first["raw_words"]]
+    cont = [r for r in recs if r["words"] > first["raw_words"]]
+    assert cont and cont[0]["lr"] > 10 * old[-1]["lr"]
+    for r in cont:
+        assert abs(r["lr"] - 0.025 * max(1 - r["words"] / total, 1e-4)) < 0.025 * 0.05, r
     assert not np.array_equal(v1, v2)
     # the same two epochs from scratch: the same words seen, from the same start
     scratch, _ = _run(corpus, tmp_path / "scratch", epochs=2)
