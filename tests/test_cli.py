@@ -220,3 +220,32 @@ def test_bad_flags_are_one_line(capsys, argv, needle):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("w2vjax: error: ") and needle in err, err
+
+
+def test_query_flags_positive_negative_and_eval_files(trained, capsys, tmp_path):
+    """neighbors --negative, analogy --positive/--negative/--cosmul, eval --similarity (repeatable),
+    --analogies FILE, --restrict N and --json."""
+    import json
+    from w2vjax.model import KeyedVectors
+    wv = KeyedVectors.load_word2vec_format(str(trained / "vectors.bin"))
+    capsys.readouterr()
+    assert main(["neighbors", str(trained / "vectors.bin"), "king", "land", "--negative", "queen", "--topn", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "king + land - queen:"
+    assert [l.split()[0] for l in lines[1:]] == [w for w, _ in wv.most_similar(["king", "land"], ["queen"], topn=2)]
+    assert main(["analogy", str(trained / "vectors.bin"), "--positive", "queen", "land", "--negative", "king",
+                 "--topn", "2"]) == 0
+    by_flags = capsys.readouterr().out
+    assert main(["analogy", str(trained / "vectors.bin"), "king", "queen", "land", "--topn", "2"]) == 0
+    assert capsys.readouterr().out == by_flags
+    assert main(["analogy", str(trained / "vectors.bin"), "king", "queen", "land", "--cosmul", "--topn", "1"]) == 0
+    assert capsys.readouterr().out.split()[0] == wv.most_similar_cosmul(["queen", "land"], ["king"], topn=1)[0][0]
+    _err(["analogy", str(trained / "vectors.bin"), "king", "queen"], capsys)
+    pairs, questions = tmp_path / "pairs.txt", tmp_path / "q.txt"
+    pairs.write_text("king queen 8.0\nking land 3.0\nqueen land 2.5\nthe and 1.0\n")
+    questions.write_text(": tiny\nking queen land the\n")
+    assert main(["eval", str(trained / "vectors.bin"), "--similarity", str(pairs), "--similarity", str(pairs),
+                 "--analogies", str(questions), "--restrict", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pairs_pairs"] == 4 and result["analogy_questions"] == 1
+    assert result["analogy_restrict_vocab"] == 5 and "ws353_spearman" not in result

@@ -1,6 +1,10 @@
 """w2vjax: word2vec (skip-gram and CBOW; negative sampling, hierarchical and full softmax) in JAX."""
 
+import os
+
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
+from .export import Vectors
+from .model import KeyedVectors, Word2Vec
 from .prepare import CorpusError
 from .prepare import prepare as prepare_corpus
 from .vocab import Vocab
@@ -8,10 +12,15 @@ from .vocab import Vocab
 __version__ = "0.1.0"
 
 
-def train_vectors(corpus=None, workdir="w2vjax-run", **settings):
-    """Train with flat settings (``model='skipgram', loss='hs', dim=100, ...``); returns the summary."""
-    from .train import train_and_evaluate
-    return train_and_evaluate(make_config(**settings), workdir, corpus)
+def train_vectors(corpus=None, workdir="w2vjax-run", *, evaluate=True, progress=True, force=False, **settings):
+    """Train with flat settings (``model='skipgram', loss='hs', dim=100, ...``, or gensim's names);
+    returns the summary.  ``corpus``: a path, or an iterable of token lists (see :class:`Word2Vec`)."""
+    sentences, path = (None, corpus) if corpus is None or isinstance(corpus, (str, os.PathLike)) else (corpus, None)
+    if corpus is None:
+        from .train import default_corpus
+        path = default_corpus()
+    return Word2Vec(sentences, path, workdir=workdir, evaluate=evaluate, progress=progress, force=force,
+                    **settings).summary
 
 
 def load_vectors(path):
@@ -38,6 +47,6 @@ def evaluate_vectors(vectors, **kwargs):
     return evaluate_all(v, **kwargs)
 
 
-__all__ = ["Config", "ConfigError", "CorpusError", "DataConfig", "ModelConfig", "TrainConfig", "Vocab",
+__all__ = ["Config", "ConfigError", "CorpusError", "DataConfig", "KeyedVectors", "ModelConfig", "TrainConfig", "Vectors", "Vocab", "Word2Vec",
            "analogy", "evaluate_vectors", "load_vectors", "make_config", "neighbors", "prepare_corpus",
            "train_vectors"]

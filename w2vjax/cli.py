@@ -2,9 +2,9 @@
 
     w2vjax train [CORPUS] --workdir DIR [--model cbow|skipgram] [--loss ns|hs|softmax] ...
     w2vjax --version
-    w2vjax neighbors VECTORS WORD [WORD ...]
-    w2vjax analogy VECTORS A B C
-    w2vjax eval VECTORS
+    w2vjax neighbors VECTORS WORD [WORD ...] [--negative WORD ...]
+    w2vjax analogy VECTORS A B C | --positive WORD ... --negative WORD ... [--cosmul]
+    w2vjax eval VECTORS [--analogies FILE] [--similarity FILE ...] [--restrict N] [--json]
 
 The train settings' flags are generated from the config dataclasses (:mod:`w2vjax.config`):
 each field is ``--kebab-name`` with its help text and default.  Bad input exits with status 2
@@ -54,29 +54,54 @@ def _train(args) -> int:
     return 0
 
 
+def _load_keyed(path):
+    from .model import KeyedVectors
+    return KeyedVectors.load_word2vec_format(path)
+
+
+def _print_ranked(pairs) -> None:
+    for n, s in pairs:
+        print(f"  {n}\t{s:.4f}")
+
+
 def _neighbors(args) -> int:
-    from . import export
-    vectors = export.load_vectors(args.vectors)
+    vectors = _load_keyed(args.vectors)
+    if args.negative:  # one query: the words are its positive terms
+        print(" + ".join(args.words) + "".join(f" - {w}" for w in args.negative) + ":")
+        _print_ranked(vectors.most_similar(positive=args.words, negative=args.negative, topn=args.topn))
+        return 0
     for w in args.words:
         print(w + ":")
-        for n, s in vectors.most_similar(w, topn=args.topn):
-            print(f"  {n}\t{s:.4f}")
+        _print_ranked(vectors.most_similar(w, topn=args.topn))
     return 0
 
 
 def _analogy(args) -> int:
-    from . import export
-    vectors = export.load_vectors(args.vectors)
-    for n, s in vectors.analogy(args.a, args.b, args.c, topn=args.topn):
+    vectors = _load_keyed(args.vectors)
+    if args.positive or args.negative:
+        if args.words:
+            raise ValueError("give A B C or --positive/--negative words, not both")
+        pos, neg = args.positive or [], args.negative or []
+    elif len(args.words) == 3:  # a is to b as c is to ?: b + c - a
+        pos, neg = [args.words[1], args.words[2]], [args.words[0]]
+    else:
+        raise ValueError(f"analogy takes three words A B C (or --positive/--negative), got {len(args.words)}")
+    query = vectors.most_similar_cosmul if args.cosmul else vectors.most_similar
+    for n, s in query(positive=pos, negative=neg, topn=args.topn):
         print(f"{n}\t{s:.4f}")
     return 0
 
 
 def _eval(args) -> int:
+    import json
     from . import evaluate, export
     vectors = export.load_vectors(args.vectors)
-    result = evaluate.evaluate_all(vectors, analogies=args.analogies, restrict_vocab=args.restrict_vocab)
-    print(evaluate.format_report(result))
+    similarity = None
+    if args.similarity:
+        similarity = {os.path.splitext(os.path.basename(p))[0]: p for p in args.similarity}
+    result = evaluate.evaluate_all(vectors, analogies=args.analogies, similarity=similarity,
+                                   restrict_vocab=args.restrict_vocab)
+    print(json.dumps(result, indent=2) if args.json else evaluate.format_report(result))
     return 0
 
 
@@ -164,24 +189,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let jax.distributed detect the processes (Cloud TPU pods, SLURM, Open MPI, k8s)")
     t.set_defaults(func=_train)
 
-    n = sub.add_parser("neighbors", help="nearest neighbours of words")
+    n = sub.add_parser("neighbors", help="nearest neighbours of words (with --negative: of one combined query)")
     n.add_argument("vectors")
-    n.add_argument("words", nargs="+")
-    n.add_argument("--topn", type=int, default=10)
+    n.add_argument("words", nargs="+", help="words (with --negative: the query's positive words)")
+    n.add_argument("--negative", nargs="+", default=None, metavar="WORD", help="words to subtract (gensim's negative=)")
+    n.add_argument("--topn", type=int, default=10, help="neighbours shown (default: %(default)s)")
     n.set_defaults(func=_neighbors)
 
-    a = sub.add_parser("analogy", help="a is to b as c is to ? (3CosAdd)")
+    a = sub.add_parser("analogy", help="a is to b as c is to ? (3CosAdd; --cosmul: 3CosMul)")
     a.add_argument("vectors")
-    a.add_argument("a")
-    a.add_argument("b")
-    a.add_argument("c")
-    a.add_argument("--topn", type=int, default=5)
+    a.add_argument("words", nargs="*", metavar="A B C", help="three words: the answer is near B - A + C")
+    a.add_argument("--positive", nargs="+", default=None, metavar="WORD", help="words to add (instead of A B C)")
+    a.add_argument("--negative", nargs="+", default=None, metavar="WORD", help="words to subtract")
+    a.add_argument("--cosmul", action="store_true", help="rank by 3CosMul (Levy and Goldberg 2014)")
+    a.add_argument("--topn", type=int, default=5, help="answers shown (default: %(default)s)")
     a.set_defaults(func=_analogy)
 
     e = sub.add_parser("eval", help="analogy accuracy and word-similarity correlations")
     e.add_argument("vectors")
-    e.add_argument("--analogies", default=None, help="questions-words file (default: Google set)")
-    e.add_argument("--restrict-vocab", type=int, default=30000)
+    e.add_argument("--analogies", default=None, metavar="FILE",
+                   help="questions-words file (default: the Google set)")
+    e.add_argument("--similarity", action="append", default=None, metavar="FILE",
+                   help="word-pair similarity file, repeatable (default: WS-353 and SimLex-999)")
+    e.add_argument("--restrict", "--restrict-vocab", dest="restrict_vocab", type=int, default=30000, metavar="N",
+                   help="analogy candidates: the N most frequent words (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.set_defaults(func=_eval)
     return p
 

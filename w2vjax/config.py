@@ -100,6 +100,9 @@ class TrainConfig:
         "on SIGINT/SIGTERM and at the end; rerunning resumes from the latest", runtime=True)
     checkpoint_minutes: float = setting(10.0, "also save every M minutes (0: off)", runtime=True)
     keep: int = setting(3, "checkpoints kept", runtime=True)
+    keep_after: str = setting("all", "after a successful run keep all checkpoints, only the final one, or none "
+                              "(none: more --epochs then starts over)", choices=("all", "final", "none"),
+                              runtime=True)
     devices: Optional[int] = setting(None, "devices per process to split each batch over", runtime=True,
                                      default_help="all local ones", group="devices")
     shard_tables: bool = setting(False, "shard both tables by rows over the devices, for vocabularies "

@@ -29,6 +29,7 @@ from . import engines, export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
+from .progress import Progress
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
 
 
@@ -80,32 +81,6 @@ def default_corpus() -> str:
     return str(resources.files("w2vjax") / "data" / "text8_head.txt.gz")
 
 
-class Progress:
-    """A one-line progress bar on stderr (a plain line every ~10 % when not a terminal)."""
-
-    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
-        self.total, self.stream, self.enabled = max(total, 1), stream, enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self._next_pct = 10
-
-    def update(self, done: int, raw_wps: float, lr: float, loss: float, final: bool = False):
-        if not self.enabled:
-            return
-        frac = min(done / self.total, 1.0)
-        width = 30
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        line = (f"[{bar}] {100 * frac:5.1f}%  {raw_wps / 1e3:8.1f}k words/s  "
-                f"lr {lr:.6f}  loss {loss:.4f}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or 100 * frac >= self._next_pct:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-            while self._next_pct <= 100 * frac:
-                self._next_pct += 10
-
-
 def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
     """Refuse a work dir whose checkpoints belong to a run with other settings (unless ``force``,
     which deletes those checkpoints and starts over)."""
@@ -147,6 +122,12 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     primary = sharding.is_primary()
     if not primary:  # only process 0 logs and writes the work dir's files
         log = lambda *a, **k: None  # noqa: E731
+    done = finished_summary(cfg, workdir)
+    if done is not None:
+        log(f"{workdir} holds a finished run of these settings: nothing to train (summary.json left as it "
+            "was; more --epochs continues it, another --workdir starts afresh)")
+        return done
+    more_epochs(cfg, workdir, log if primary else None)
     check_workdir(cfg, workdir, force and primary)
     sharding.sync("w2vjax:checked")
     args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
@@ -154,7 +135,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
     if primary:
-        export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
+        export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
     summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
@@ -168,8 +149,84 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
         from . import evaluate as ev
         summary["eval"] = ev.evaluate_all(vectors)
     summary["total_seconds"] = time.time() - t_start
+    summary.update(_reproducibility(cfg, engine, corpus))
     export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
+    prune_checkpoints(workdir, cfg.train.keep_after)
     return summary
+
+
+def _config_json(cfg: Config, engine: engines.Engine) -> str:
+    """config.json: the settings as given (``null``: default) and ``resolved``, the values used."""
+    from . import metadata
+    return json.dumps({**cfg.to_dict(), "resolved": metadata.resolved_settings(cfg, engine)},
+                      indent=2, sort_keys=True) + "\n"
+
+
+def _reproducibility(cfg: Config, engine: engines.Engine, corpus: str) -> dict[str, Any]:
+    """summary.json's record of what produced it: settings, versions, commit, corpus, devices."""
+    from . import metadata
+    return {"config": cfg.to_dict(), "resolved": metadata.resolved_settings(cfg, engine),
+            "environment": metadata.environment(), "corpus": metadata.corpus_info(corpus)}
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def finished_summary(cfg: Config, workdir: str) -> Optional[dict]:
+    """summary.json of ``workdir`` when it records a finished run of ``cfg``'s settings, else None.
+    (summary.json is written last, with the settings it was trained with; config.json must
+    agree, or a run with other settings has started in the work dir since.)"""
+    summary = _read_json(os.path.join(workdir, "summary.json"))
+    config = _read_json(os.path.join(workdir, "config.json"))  # a later run's, if one started since
+    if not summary or "config" not in summary or not config:
+        return None
+    try:
+        same = Config.from_dict(summary["config"]).identity() == Config.from_dict(config).identity() == cfg.identity()
+    except ConfigError:
+        return None
+    return summary if same else None
+
+
+def more_epochs(cfg: Config, workdir: str, log) -> bool:
+    """Let a finished run continue with more epochs: when ``workdir`` holds a finished run whose
+    settings differ from ``cfg``'s only by fewer epochs, and still has its checkpoints, its
+    config.json takes the new epoch count (so :func:`check_workdir` resumes it instead of
+    refusing).  Training restarts at the old end: the linear rate schedule is over the new
+    total, so the rate rises to ``lr * (1 - old/new epochs)`` and decays to its floor again."""
+    summary = _read_json(os.path.join(workdir, "summary.json"))
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not summary or "config" not in summary or not (os.path.isdir(ckpts) and os.listdir(ckpts)):
+        return False
+    try:
+        old = Config.from_dict(summary["config"])
+    except ConfigError:
+        return False
+    new_epochs = cfg.train.epochs
+    if new_epochs <= old.train.epochs or dataclasses.replace(
+            old, train=dataclasses.replace(old.train, epochs=new_epochs)).identity() != cfg.identity():
+        return False
+    if log is not None:
+        log(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
+        raw = _read_json(os.path.join(workdir, "config.json")) or {}
+        raw.setdefault("train", {})["epochs"] = new_epochs
+        export.atomic_write(os.path.join(workdir, "config.json"), [json.dumps(raw, indent=2, sort_keys=True) + "\n"])
+    return True
+
+
+def prune_checkpoints(workdir: str, keep_after: str) -> None:
+    """After a successful run: keep every checkpoint (``all``), the last (``final``) or ``none``."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    if keep_after == "all" or not os.path.isdir(ckpts):
+        return
+    steps = sorted((int(n) for n in os.listdir(ckpts) if n.isdigit()), reverse=True)
+    drop = steps if keep_after == "none" else steps[1:]
+    for step_no in drop:
+        shutil.rmtree(os.path.join(ckpts, str(step_no)), ignore_errors=True)
 
 
 def _log_settings(cfg: Config, corpus: str, data: Corpus, log) -> None:
@@ -245,9 +302,9 @@ class MetricsLog:
     log steps only."""
 
     def __init__(self, path: str, append: bool, primary: bool, total: int, keep_rate: float,
-                 progress: bool, words_done: int):
+                 progress: bool, words_done: int, epochs: int = 1):
         self.file = open(path, "a" if append else "w") if primary else open(os.devnull, "w")
-        self.bar = Progress(total, enabled=progress and primary)
+        self.bar = Progress(total, enabled=progress and primary, epochs=epochs, start=words_done)
         self.keep_rate = keep_rate
         self.pending: list[dict] = []
         self.last_t = self.t0 = time.time()
@@ -328,8 +385,8 @@ class Loop:
         self.words_done = sum(e.words for e in everyone) if self.shards > 1 else everyone[0].words
         self.log.pending.append(metrics)
         self.calls += 1
-        if any(e.log_due for e in everyone):
-            self.flush()
+        if any(e.log_due for e in everyone) or self.words_done - self.log.last_words >= self.total / 100:
+            self.flush()  # every --log-every-s, and at least every 1 % of the words (all processes agree)
         if self.next_eval is not None and self.next_eval <= self.words_done < self.total:
             self.flush()
             self.evaluate()
@@ -419,7 +476,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     resumed = saved_position is not None
     keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done)
+    mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done, cfg.train.epochs)
     loop = Loop(cfg, layout, vocab, ckpt, mlog, state, saved_position if resumed else position, words_done,
                 shards, total, primary, stop_after_calls)
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
@@ -429,7 +486,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     place = functools.partial(layout.place_batch, whole=engine.device_windows)
     prefetch = Prefetcher(streamer(loop.position), cfg.train.prefetch, transform=place if place_in_thread else None)
     stop: dict = {}
-    with mlog.file, _stop_on_signals(stop):
+    with mlog.file, mlog.bar, _stop_on_signals(stop):
         try:
             for batch, position_next, words_local in prefetch:
                 everyone = loop.due(shards > 1 and streamer.idle(loop.position), words_local, bool(stop))

@@ -1,0 +1,65 @@
+"""Reruns of a work dir: a finished run is left as it is, more epochs continue it; the run's
+reproducibility record (config.json's resolved values, summary.json's environment)."""
+
+import json
+import os
+
+import numpy as np
+
+from w2vjax.config import make_config
+from w2vjax.export import load_vectors
+from w2vjax.train import train_and_evaluate
+
+SMALL = dict(model="skipgram", loss="ns", dim=8, epochs=1, threads=1, log_every_s=0.0, min_count=2)
+
+
+def _run(corpus, workdir, **kw):
+    logs = []
+    summary = train_and_evaluate(make_config(**{**SMALL, **kw}), str(workdir), corpus, evaluate=False,
+                                 progress=False, log=logs.append)
+    return summary, logs
+
+
+def test_finished_rerun_leaves_summary_and_more_epochs_continue(head_corpus, tmp_path):
+    corpus = head_corpus(20000)
+    first, _ = _run(corpus, tmp_path)
+    before = (tmp_path / "summary.json").read_bytes()
+    again, logs = _run(corpus, tmp_path)
+    assert any("finished run" in line for line in logs)
+    assert (tmp_path / "summary.json").read_bytes() == before
+    assert again["train_seconds"] == first["train_seconds"] and again["raw_words_per_s"] > 0
+
+    v1 = load_vectors(str(tmp_path / "vectors.bin")).vectors
+    more, logs = _run(corpus, tmp_path, epochs=2)
+    assert any("continuing the finished 1-epoch run" in line for line in logs)
+    assert more["raw_words"] == 2 * first["raw_words"] and more["raw_words_this_run"] == first["raw_words"]
+    assert json.load(open(tmp_path / "config.json"))["train"]["epochs"] == 2
+    v2 = load_vectors(str(tmp_path / "vectors.bin")).vectors
+    # the rate follows the linear schedule over the new total: up from the first run's floor
+    recs = [r for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "lr" in r]
+    total, old = more["raw_words"], [r for r in recs if r["words"] <= first["raw_words"]]
+    cont = [r for r in recs if r["words"] > first["raw_words"]]
+    assert cont and cont[0]["lr"] > 10 * old[-1]["lr"]
+    for r in cont:
+        assert abs(r["lr"] - 0.025 * max(1 - r["words"] / total, 1e-4)) < 0.025 * 0.05, r
+    assert not np.array_equal(v1, v2)
+    # the same two epochs from scratch: the same words seen, from the same start
+    scratch, _ = _run(corpus, tmp_path / "scratch", epochs=2)
+    assert scratch["raw_words"] == more["raw_words"]
+
+
+def test_metadata_and_keep_after(head_corpus, tmp_path):
+    summary, _ = _run(head_corpus(20000), tmp_path, keep_after="final")
+    config = json.load(open(tmp_path / "config.json"))
+    assert config["train"]["lr"] is None  # as given: by default
+    resolved = config["resolved"]
+    for key in ("lr", "batch_size", "row_update_cap", "threads", "engine"):
+        assert resolved[key] is not None, key
+    assert resolved["lr"] == 0.025 and resolved["batch_size"] == 256 and resolved["threads"] == 1
+    env = summary["environment"]
+    for pkg in ("w2vjax", "jax", "jaxlib", "optax", "orbax-checkpoint", "numpy"):
+        assert env["versions"][pkg], pkg
+    assert env["device_kind"] and env["device_count"] >= 1
+    assert len(summary["corpus"]["sha256"]) == 64 and summary["corpus"]["bytes"] == os.path.getsize(head_corpus(20000))
+    assert summary["resolved"]["engine"] == summary["engine"]
+    assert len(os.listdir(tmp_path / "checkpoints")) == 1
