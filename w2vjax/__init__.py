@@ -1,5 +1,9 @@
 """w2vjax: word2vec (skip-gram and CBOW; negative sampling, hierarchical and full softmax) in JAX."""
 
+import time as _time
+
+_IMPORTED_AT = _time.time()  # where a run's wall-time breakdown starts (train.imported_at)
+
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
 from .prepare import CorpusError
 from .prepare import prepare as prepare_corpus
