@@ -62,8 +62,8 @@ def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
         opt_state = make_optimizer(cfg).init(params)
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
 
-    if layout is None or layout.plain:
-        return make(vocab_size, out_rows)
+    if layout is None or layout.plain:  # one jitted program, not a dozen eager ops compiled one by one
+        return jax.jit(lambda: make(vocab_size, out_rows))()
     from jax.sharding import PartitionSpec as P
     shapes = jax.eval_shape(lambda: make(layout.padded["emb_in"], layout.padded["emb_out"]))
     rep = layout.sharding(P())
