@@ -71,7 +71,10 @@ def enable_compilation_cache() -> Optional[str]:
     except OSError:  # read-only home, etc.: run without the cache
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # every program, however small and quick to compile: loading one is faster than compiling
+    # it (a run's dozen small ones -- init, finiteness checks, transfers -- add up at start-up)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
 
 
