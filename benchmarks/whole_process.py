@@ -3,7 +3,8 @@
 Each run is a fresh process, timed from the parent from launch to exit: gensim 4.4 (``--workers``
 threads, through the one gensim runner experiments/gensim_ref.py, at w2vjax's learning rate) and
 ``python -m w2vjax train --no-eval`` (its platform defaults).  Both train, save their vectors and
-exit; neither evaluates inside the timed process.  The two tools alternate (gensim first on even
+exit; neither evaluates inside the timed process; both write word2vec's binary format only (w2vjax
+with ``--no-text-vectors``; ``--text-vectors`` adds its text file).  The two tools alternate (gensim first on even
 repeats, w2vjax first on odd ones) so that a change in the machine's load falls on both.  Every
 w2vjax run gets a fresh work dir (nothing prepared or checkpointed is reused); its compilation
 cache is the user's own (``--cold-cache``: a fresh one per run, so every run compiles).
@@ -97,6 +98,7 @@ def run_gensim_process(args, text: str, config: str, epochs: int, workdir: str) 
 def run_w2vjax_process(args, text: str, config: str, epochs: int, workdir: str, cache: str | None) -> dict:
     model, loss = CONFIGS[config]
     cmd = [sys.executable, "-m", "w2vjax", "train", text, "--workdir", workdir, "--no-eval", "--quiet",
+           *([] if args.text_vectors else ["--no-text-vectors"]),
            "--model", model, "--loss", loss, "--epochs", str(epochs), "--dim", str(args.dim),
            "--window", str(args.window), "--negative", str(args.negative), "--min-count", str(args.min_count),
            "--sample", str(args.sample), "--seed", str(args.seed)]
@@ -198,6 +200,8 @@ def parse_args():
     p.add_argument("--smoke", action="store_true",
                    help=f"a check: the first {SMOKE_WORDS:,} words of text8, 1 epoch, 1 repeat")
     p.add_argument("--cold-cache", action="store_true", help="a fresh JAX compilation cache for every w2vjax run")
+    p.add_argument("--text-vectors", action="store_true",
+                   help="w2vjax also writes vectors.txt (by default both tools write the binary format only)")
     p.add_argument("--no-quality", action="store_true", help="do not evaluate the vectors (after the timing)")
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--window", type=int, default=5)

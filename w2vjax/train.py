@@ -176,12 +176,15 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
 
 def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
                        evaluate: bool = True, progress: bool = True, force: bool = False,
-                       log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+                       log=print, stop_after_calls: Optional[int] = None,
+                       text_vectors: bool = True) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
     ``vectors.txt``, ``vectors.bin`` and ``summary.json``; returns the summary.  A work dir
-    with checkpoints of the same settings is resumed from the latest one.
+    with checkpoints of the same settings is resumed from the latest one.  ``text_vectors``
+    False: no ``vectors.txt`` (formatting every float as text is the slowest export for a
+    large vocabulary; ``vectors.bin`` holds the same vectors).
     """
     t_start = time.time()
     clock = Stopwatch(imported_at())
@@ -211,8 +214,9 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
     if not primary:
         return summary
-    export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
-    clock.lap("export_text")
+    if text_vectors:
+        export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
+        clock.lap("export_text")
     export.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vectors.words, vectors.vectors)
     clock.lap("export_binary")
     if evaluate:
