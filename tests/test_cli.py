@@ -1,5 +1,6 @@
 """The command line: outputs, queries, and one-line errors for bad input."""
 
+import json
 import re
 import subprocess
 import sys
@@ -249,3 +250,14 @@ def test_query_flags_positive_negative_and_eval_files(trained, capsys, tmp_path)
     result = json.loads(capsys.readouterr().out)
     assert result["pairs_pairs"] == 4 and result["analogy_questions"] == 1
     assert result["analogy_restrict_vocab"] == 5 and "ws353_spearman" not in result
+
+
+def test_verbose_breakdown_and_binary_only(tmp_path, capsys, head_corpus):
+    """--verbose prints where the wall time went; --no-text-vectors writes vectors.bin alone."""
+    wd = tmp_path / "wd"
+    assert main(["train", head_corpus(20_000), "--workdir", str(wd), "--dim", "8", "--epochs", "1", "--no-eval",
+                 "--quiet", "--verbose", "--no-text-vectors"]) == 0
+    out = capsys.readouterr().out
+    assert "wall time" in out and "first_call" in out and "export_text" not in out
+    assert (wd / "vectors.bin").exists() and not (wd / "vectors.txt").exists()
+    assert "export_binary" in json.load(open(wd / "summary.json"))["timings"]

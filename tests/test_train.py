@@ -135,3 +135,24 @@ def test_eval_every_logs_quality_during_training(small_corpus, tmp_path):
     assert summary["eval_seconds_during_training"] > 0
     # the loss records are still there, between the evaluations
     assert sum("loss" in r for r in lines) >= 4
+
+
+def test_summary_times_every_part_of_the_run(head_corpus, tmp_path):
+    """summary.json's ``timings``: every named part of the run, which together make its total
+    (what no part names, ``other``, stays small)."""
+    from w2vjax.train import format_timings
+    cfg = make_config(dim=20, epochs=1, checkpoint_every=2, steps_per_call=1)
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False,
+                                 log=lambda *a: None)
+    t = json.load(open(tmp_path / "summary.json"))["timings"]
+    assert t == summary["timings"]
+    parts = {"imports", "backend", "prepare", "setup", "first_call", "loop", "checkpoints",
+             "eval_during_training", "vectors_to_host", "export_text", "export_binary", "other", "total"}
+    assert set(t) == parts
+    assert all(v >= 0 for v in t.values())
+    assert t["first_call"] > 0 and t["checkpoints"] > 0 and t["export_text"] > 0
+    named = sum(v for k, v in t.items() if k not in ("total", "other"))
+    assert abs(named + t["other"] - t["total"]) < 0.05 * t["total"] + 0.05
+    assert t["other"] < 0.1 * t["total"] + 0.2
+    assert t["total"] >= summary["total_seconds"]
+    assert "first_call" in format_timings(t)

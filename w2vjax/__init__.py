@@ -1,6 +1,10 @@
 """w2vjax: word2vec (skip-gram and CBOW; negative sampling, hierarchical and full softmax) in JAX."""
 
-import os
+import time as _time
+
+_IMPORTED_AT = _time.time()  # where a run's wall-time breakdown starts (train.imported_at)
+
+import os  # noqa: E402
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
 from .export import Vectors

@@ -29,11 +29,12 @@ def _train(args) -> int:
     several = sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                               args.distributed)
     sharding.one_xla_cpu_thread(not several, args.devices)
-    from .train import Interrupted, train_and_evaluate
+    from .train import Interrupted, format_timings, train_and_evaluate
     cfg = config_from_args(args)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
-                                     progress=not args.quiet, force=args.force)
+                                     progress=not args.quiet, force=args.force,
+                                     text_vectors=not args.no_text_vectors)
     except Interrupted as e:
         print(f"w2vjax: {e}", file=sys.stderr)
         return 130
@@ -42,7 +43,10 @@ def _train(args) -> int:
     print(f"trained {summary['raw_words']:,} words in {summary['train_seconds']:.1f} s: "
           f"{summary['raw_words_per_s']:,.0f} raw words/s, "
           f"{summary['effective_words_per_s']:,.0f} effective words/s, final loss {summary['final_loss']:.4f}")
-    print(f"wrote {os.path.join(args.workdir, 'vectors.txt')} and vectors.bin")
+    written = ["vectors.bin"] if args.no_text_vectors else ["vectors.txt", "vectors.bin"]
+    print(f"wrote {os.path.join(args.workdir, written[0])}" + "".join(f" and {w}" for w in written[1:]))
+    if args.verbose:
+        print(format_timings(summary["timings"]))
     if "eval" in summary:
         from . import export, evaluate
         vectors = export.load_vectors(os.path.join(args.workdir, "vectors.bin"))
@@ -177,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discard checkpoints of a run with other settings in --workdir and start over")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-text-vectors", action="store_true",
+                   help="write vectors.bin only, not vectors.txt (the text format is the slow one to write)")
+    t.add_argument("--verbose", action="store_true",
+                   help="print where the run's wall time went (also in summary.json's timings)")
     groups = {section: t.add_argument_group(f"{section} settings ({klass.__doc__.rstrip('.').lower()})")
               for section, klass in SECTIONS.items()}
     g = groups["devices"] = t.add_argument_group("devices and processes")

@@ -7,10 +7,10 @@ updated in place, and metrics stay on the device until the caller logs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,12 +21,17 @@ from .engines.xla import make_optimizer, make_schedule
 from .vocab import Vocab, alias_table
 
 
-@flax.struct.dataclass
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainState:
+    """A pytree (every field is data), as ``flax.struct.dataclass`` made it without importing flax."""
     step: jax.Array  # int32 number of updates done
     params: dict  # {'emb_in': [V, D], 'emb_out': [V or V-1, D]}
     opt_state: Any
     key: jax.Array  # base key for per-step randomness (fold_in(step))
+
+    def replace(self, **changes) -> "TrainState":
+        return dataclasses.replace(self, **changes)
 
 
 def make_tables(vocab: Vocab, cfg: Config) -> objectives.Tables:
@@ -62,8 +67,8 @@ def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
         opt_state = make_optimizer(cfg).init(params)
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
 
-    if layout is None or layout.plain:
-        return make(vocab_size, out_rows)
+    if layout is None or layout.plain:  # one jitted program, not a dozen eager ops compiled one by one
+        return jax.jit(lambda: make(vocab_size, out_rows))()
     from jax.sharding import PartitionSpec as P
     shapes = jax.eval_shape(lambda: make(layout.padded["emb_in"], layout.padded["emb_out"]))
     rep = layout.sharding(P())

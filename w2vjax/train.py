@@ -72,8 +72,53 @@ def enable_compilation_cache() -> Optional[str]:
     except OSError:  # read-only home, etc.: run without the cache
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # every program, however small and quick to compile: loading one is faster than compiling
+    # it (a run's dozen small ones -- init, finiteness checks, transfers -- add up at start-up)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def imported_at() -> float:
+    """``time.time()`` when the ``w2vjax`` package started importing (what came before it, the
+    interpreter's own start, is not seen from inside the process)."""
+    import w2vjax
+    return getattr(w2vjax, "_IMPORTED_AT", time.time())
+
+
+class Stopwatch:
+    """Where a run's wall time went: :meth:`lap` books the time since the previous lap under a
+    name; :meth:`add` books parts timed elsewhere (the training loop's), which the next lap does
+    not count again.  ``imports`` is the time from the package's import to the stopwatch."""
+
+    def __init__(self, since: float):
+        self.t0 = since
+        self.last = time.time()
+        self.parts: dict[str, float] = {"imports": self.last - since}
+
+    def lap(self, name: str) -> None:
+        now = time.time()
+        self.parts[name] = self.parts.get(name, 0.0) + now - self.last
+        self.last = now
+
+    def add(self, parts: dict[str, float]) -> None:
+        now = time.time()
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0.0) + v
+        self.parts["other"] = self.parts.get("other", 0.0) + max(now - self.last - sum(parts.values()), 0.0)
+        self.last = now
+
+    def result(self) -> dict[str, float]:
+        """The parts in seconds, and ``total`` from the package's import to now."""
+        return {**{k: round(v, 4) for k, v in self.parts.items()}, "total": round(time.time() - self.t0, 4)}
+
+
+def format_timings(timings: dict[str, float]) -> str:
+    """The breakdown as one line per part, largest first, for ``--verbose``."""
+    total = max(timings.get("total", 0.0), 1e-9)
+    parts = sorted(((k, v) for k, v in timings.items() if k != "total"), key=lambda kv: -kv[1])
+    lines = [f"  {k:<20} {v:8.2f} s  {100 * v / total:5.1f} %" for k, v in parts]
+    return "\n".join([f"wall time {total:.2f} s:"] + lines)
 
 
 def default_corpus() -> str:
@@ -106,18 +151,23 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
 
 def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
                        evaluate: bool = True, progress: bool = True, force: bool = False,
-                       log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+                       log=print, stop_after_calls: Optional[int] = None,
+                       text_vectors: bool = True) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
     ``vectors.txt``, ``vectors.bin`` and ``summary.json``; returns the summary.  A work dir
-    with checkpoints of the same settings is resumed from the latest one.
+    with checkpoints of the same settings is resumed from the latest one.  ``text_vectors``
+    False: no ``vectors.txt`` (formatting every float as text is the slowest export for a
+    large vocabulary; ``vectors.bin`` holds the same vectors).
     """
     t_start = time.time()
+    clock = Stopwatch(imported_at())
     platform = jax.devices()[0].platform
     layout_devices = (config.train.devices or jax.local_device_count()) * jax.process_count()
     cfg, engine = engines.choose(config, platform, layout_devices)
     enable_compilation_cache()
+    clock.lap("backend")
     corpus = corpus or default_corpus()
     primary = sharding.is_primary()
     if not primary:  # only process 0 logs and writes the work dir's files
@@ -136,20 +186,27 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     data = data or prepare(*args)
     if primary:
         export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
+    clock.lap("prepare")
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
     summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
                            stop_after_calls=stop_after_calls)
+    clock.add(summary.pop("_timings"))
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
     if not primary:
         return summary
-    export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
+    if text_vectors:
+        export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
+        clock.lap("export_text")
     export.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vectors.words, vectors.vectors)
+    clock.lap("export_binary")
     if evaluate:
         from . import evaluate as ev
         summary["eval"] = ev.evaluate_all(vectors)
+        clock.lap("evaluate")
     summary["total_seconds"] = time.time() - t_start
     summary.update(_reproducibility(cfg, engine, corpus))
+    summary["timings"] = clock.result()
     export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
     prune_checkpoints(workdir, cfg.train.keep_after)
     return summary
@@ -357,6 +414,7 @@ class Loop:
     primary: bool
     stop_after_calls: Optional[int] = None
     eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
     calls: int = 0
 
     def __post_init__(self):
@@ -411,7 +469,16 @@ class Loop:
             self.log.flush(self.step_no(), self.words_done, final)
 
     def save(self) -> int:
-        """A checkpoint of the current state; never of one that is not finite."""
+        """A checkpoint of the current state; never of one that is not finite.  Its time (after
+        the device has finished the calls before it) is booked as checkpoint time."""
+        jax.block_until_ready(self.state.params)
+        t = time.time()
+        try:
+            return self._save()
+        finally:
+            self.checkpoint_seconds += time.time() - t
+
+    def _save(self) -> int:
         if not bool(sharding.to_host(_all_finite(self.state.params))):
             raise TrainingError(f"the tables hold NaN or inf at step {self.step_no()} (words {self.words_done:,}); "
                                 "lower --lr; the checkpoints before it are kept")
@@ -459,6 +526,7 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     :class:`Exchange` once per call; only process 0 writes ``metrics.jsonl`` and the bar.
     ``engine`` None: :func:`w2vjax.engines.choose` picks it (and resolves ``cfg``).
     """
+    t_setup = time.time()
     vocab, primary, platform = data.vocab, sharding.is_primary(), jax.devices()[0].platform
     if engine is None:
         devices = (cfg.train.devices or jax.local_device_count()) * jax.process_count()
@@ -486,6 +554,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     place = functools.partial(layout.place_batch, whole=engine.device_windows)
     prefetch = Prefetcher(streamer(loop.position), cfg.train.prefetch, transform=place if place_in_thread else None)
     stop: dict = {}
+    t_loop = time.time()
+    timings = {"setup": t_loop - t_setup, "first_call": 0.0}
     with mlog.file, mlog.bar, _stop_on_signals(stop):
         try:
             for batch, position_next, words_local in prefetch:
@@ -493,14 +563,26 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
                 if all(e.idle for e in everyone):
                     break  # every process is done
                 loop.state, m = train_step(loop.state, batch if place_in_thread else place(batch))
+                if loop.calls == 0:  # the first batch, compiling (or loading) the step, its first run
+                    jax.block_until_ready(loop.state.step)
+                    timings["first_call"] = time.time() - t_loop
                 loop.after_call(m, position_next, everyone)
             jax.block_until_ready(loop.state.params)
             loop.flush(final=True)
+            t_end, saved_before = time.time(), loop.checkpoint_seconds
             loop.save()
         finally:
             prefetch.close()
             ckpt.close(raise_errors=sys.exc_info()[0] is None)
-    return _summary(cfg, engine, loop, train_step, token_spec, metrics_path, resumed, total - words_done, platform)
+    in_loop = saved_before  # the saves before the last one, then the last and the wait for all
+    timings["loop"] = max(t_end - t_loop - timings["first_call"] - in_loop - loop.eval_seconds, 0.0)
+    timings["checkpoints"] = time.time() - t_end + in_loop
+    timings["eval_during_training"] = loop.eval_seconds
+    t = time.time()
+    summary = _summary(cfg, engine, loop, train_step, token_spec, metrics_path, resumed, total - words_done, platform)
+    timings["vectors_to_host"] = time.time() - t
+    summary["_timings"] = timings
+    return summary
 
 
 def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str, resumed: bool, trained: int,
