@@ -53,3 +53,11 @@ def test_validation_without_host_prep():
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         make_config(cpu_kernel=True, device_windows=True)
     make_config(device_windows=True)  # no longer refused with a host-prep setting
+
+
+@pytest.mark.parametrize("loss", ["ns", "nce", "sampled-softmax"])
+def test_sampled_losses_need_at_least_one_noise_word(loss):
+    with pytest.raises(ConfigError, match=f"--negative must be at least 1 with --loss {loss}"):
+        make_config(loss=loss, negative=0)
+    assert make_config(loss=loss, negative=1).model.negative == 1
+    make_config(loss="hs", negative=0)  # hierarchical softmax draws no noise words

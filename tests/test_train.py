@@ -27,7 +27,7 @@ def _top(vectors, vocab, word, n=10):
 
 
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
-@pytest.mark.parametrize("loss", ["ns", "hs", "softmax"])
+@pytest.mark.parametrize("loss", ["ns", "hs", "softmax", "nce", "sampled-softmax"])
 def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model, loss):
     # full softmax is O(V) per example: cap the vocabulary so the test stays fast
     extra = {"max_vocab": 1500} if loss == "softmax" else {}
@@ -57,7 +57,8 @@ def test_device_prep_path_learns_too(small_corpus, tmp_path, model, loss):
     assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
 
 
-@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs")])
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs"), ("skipgram", "nce"),
+                                        ("cbow", "sampled-softmax")])
 def test_device_windows_learn_too(small_corpus, tmp_path, model, loss):
     """device_windows=True (the accelerator default): the host sends rows of token ids and the
     step subsamples, draws the windows and noise words, and makes the examples itself."""

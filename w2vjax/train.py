@@ -27,7 +27,7 @@ import numpy as np
 
 from . import engines, export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
-from .config import Config, ConfigError
+from .config import SAMPLED, Config, ConfigError
 from .prepare import Corpus, prepare
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
 
@@ -213,7 +213,7 @@ def make_stream(cfg: Config, engine: engines.Engine, data: Corpus, layout: shard
     if engine.device_windows:  # rows of raw tokens; the step makes about batch_size examples per micro-step
         spec = windows.token_spec(cfg, data.vocab.keep_rate(cfg.data.sample), layout.size)
         return windows.TokenStream(data, spec), Position(), spec
-    ns = cfg.model.loss == "ns"
+    ns = cfg.model.loss in SAMPLED
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
                       cfg.train.epochs, cfg.train.seed, windows=cfg.windows, negative=cfg.model.negative if ns else 0)
     noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
