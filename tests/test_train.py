@@ -136,3 +136,25 @@ def test_eval_every_logs_quality_during_training(small_corpus, tmp_path):
     assert summary["eval_seconds_during_training"] > 0
     # the loss records are still there, between the evaluations
     assert sum("loss" in r for r in lines) >= 4
+
+
+@pytest.mark.parametrize("loss", ["nce", "hs"])
+def test_save_output_writes_the_output_table_or_says_why_not(head_corpus, tmp_path, loss):
+    """--save-output: vectors_out.txt/.bin hold emb_out's word rows (NS, NCE, sampled softmax,
+    softmax); for HS they are inner nodes, so nothing is written and the summary says so."""
+    from w2vjax import export
+    cfg = make_config(model="cbow", loss=loss, dim=20, epochs=1, log_every_s=0.0, save_output=True)
+    said = []
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(50_000), evaluate=False, progress=False,
+                                 log=said.append)
+    if loss == "hs":
+        assert not (tmp_path / "vectors_out.txt").exists() and "inner nodes" in summary["output_vectors"]
+        assert any("--save-output: skipped" in line for line in said)
+        return
+    out_txt, out_bin = export.load_vectors(tmp_path / "vectors_out.txt"), export.load_vectors(tmp_path / "vectors_out.bin")
+    inp = export.load_vectors(tmp_path / "vectors.txt")
+    assert out_txt.words == inp.words and out_txt.vectors.shape == inp.vectors.shape
+    np.testing.assert_allclose(out_txt.vectors, out_bin.vectors, rtol=1e-6)
+    assert np.abs(out_txt.vectors).max() > 0  # trained rows (emb_out starts at zero), not the input table
+    assert not np.allclose(out_txt.vectors, inp.vectors)
+    assert json.load(open(tmp_path / "summary.json"))["output_vectors"] == "vectors_out.txt, vectors_out.bin"

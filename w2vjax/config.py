@@ -126,6 +126,10 @@ class TrainConfig:
         "benchmarks/results/pallas_compile.md); on CPU it runs in Pallas's interpret mode, slowly, for tests")
     threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
                            "1 gives the same vectors on every run", runtime=True)
+    save_output: bool = setting(
+        False, "also write the output vectors (word2vec.c's syn1neg for ns/nce/sampled-softmax, the "
+        "full softmax's output rows) as vectors_out.txt/.bin; skipped for hs, whose output rows are "
+        "inner nodes of the Huffman tree, not words", runtime=True)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

@@ -160,8 +160,11 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
                            stop_after_calls=stop_after_calls)
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
+    out_vectors = summary.pop("_vectors_out", None)
     if not primary:
         return summary
+    if cfg.train.save_output:
+        summary["output_vectors"] = _save_output(workdir, vectors.words, out_vectors, log)
     export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
     export.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vectors.words, vectors.vectors)
     if evaluate:
@@ -170,6 +173,15 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     summary["total_seconds"] = time.time() - t_start
     export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
     return summary
+
+
+def _save_output(workdir: str, words: list, out_vectors, log) -> str:
+    """``--save-output``: the output table's word rows as vectors_out.txt/.bin, or why not (HS)."""
+    if out_vectors is None:
+        log("--save-output: skipped for --loss hs (its output rows are the Huffman tree's inner nodes, not words)")
+        return "skipped: hierarchical softmax's output rows are inner nodes, not words"
+    export.save_output_vectors(workdir, words, out_vectors)
+    return "vectors_out.txt, vectors_out.bin"
 
 
 def _log_settings(cfg: Config, corpus: str, data: Corpus, log) -> None:
@@ -459,7 +471,9 @@ def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str,
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
     keep_rate = vocab.keep_rate(cfg.data.sample)
-    return {"train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": loop.total,
+    out = {"_vectors_out": layout.host_params({"emb_out": loop.state.params["emb_out"]})["emb_out"]} \
+        if cfg.train.save_output and cfg.model.loss != "hs" else {}
+    return {**out, "train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": loop.total,
             "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,
