@@ -44,7 +44,17 @@ from experiments.gensim_ref import ALPHA_RULES, run_gensim, text_file  # noqa: E
 # gensim at w2vjax's learning rate (0.05 CBOW, 0.025 skip-gram) / at gensim's own default (0.025)
 GENSIM_TOOLS = {"gensim": "same", "gensim-default": "default"}
 CONFIGS = {"sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns"), "sg-hs": ("skipgram", "hs"),
-           "cbow-hs": ("cbow", "hs")}
+           "cbow-hs": ("cbow", "hs"), "sg-nce": ("skipgram", "nce"), "cbow-nce": ("cbow", "nce"),
+           "sg-ssm": ("skipgram", "sampled-softmax"), "cbow-ssm": ("cbow", "sampled-softmax")}
+
+
+def config_of(name: str) -> tuple[str, str, int | None]:
+    """``(model, loss, k)`` of a ``--configs`` entry: a name of CONFIGS, optionally ``:K`` for its
+    own number of noise words (``sg-ssm:64``; else ``--negative``)."""
+    base, _, k = name.partition(":")
+    if base not in CONFIGS:
+        raise SystemExit(f"unknown config {base!r}; choose from {', '.join(CONFIGS)} (optionally :K)")
+    return CONFIGS[base] + (int(k) if k else None,)
 
 
 def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None, threads=0):
@@ -73,7 +83,8 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
 
 def one(args):
     """Child process: train one tool/config, evaluate, print one JSON line."""
-    model, loss = CONFIGS[args.config]
+    model, loss, k = config_of(args.config)
+    args.negative = k or args.negative
     os.makedirs(args.workdir, exist_ok=True)
     t0 = time.time()
     if args.tool in GENSIM_TOOLS:
@@ -188,6 +199,8 @@ def main():
     records = []
     for cfg in args.configs.split(","):
         for tool in tools_of(args):
+            if tool in GENSIM_TOOLS and config_of(cfg)[1] not in ("ns", "hs"):
+                continue  # gensim has negative sampling and hierarchical softmax only
             cmd = [sys.executable, __file__, "--one", "--tool", tool, "--config", cfg, "--workdir",
                    os.path.join(tmp, f"{tool}-{cfg}"), "--text", text] + sys.argv[1:]
             print(f"# {tool} {cfg} ...", flush=True)
@@ -200,10 +213,15 @@ def main():
             records.append(rec)
             print(f"#   {rec['raw_words_per_s']:,.0f} raw words/s, analogy {100 * rec['analogy']:.2f} %, "
                   f"WS-353 {rec['ws353']:.3f}", flush=True)
+            write_results(args, records)  # the table so far, as each run finishes
+
+
+def write_results(args, records) -> None:
+    """Print the Markdown table of ``records`` and write OUT.md / OUT.json (``--out``)."""
     machine = (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     md = (f"Corpus `{os.path.basename(args.corpus)}`, dim {args.dim}, window {args.window}, negative "
-          f"{args.negative}, sample {args.sample}, min-count {args.min_count}, {args.epochs} epochs, "
+          f"{args.negative} (a config's :K its own), sample {args.sample}, min-count {args.min_count}, {args.epochs} epochs, "
           f"learning rate per row (lr: start → floor, and whose default); "
           f"machine: {machine}; date {time.strftime('%Y-%m-%d')}.\n"
           f"Command: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`\n\n" + table(records))

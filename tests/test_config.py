@@ -18,7 +18,7 @@ def test_every_field_has_help():
 def test_runtime_fields():
     assert set(RUNTIME_FIELDS) == {"log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep",
                                    "eval_every", "devices", "shard_tables", "cpu_kernel", "threads",
-                                   "keep_after"}
+                                   "keep_after", "save_output"}
     assert make_config(threads=1, keep=9, cpu_kernel=False).identity() == make_config().identity()
     # the exact CBOW gradient changes the vectors: a resumed run must share it
     assert make_config(cbow_exact_grad=True).identity() != make_config().identity()
@@ -54,3 +54,11 @@ def test_validation_without_host_prep():
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         make_config(cpu_kernel=True, device_windows=True)
     make_config(device_windows=True)  # no longer refused with a host-prep setting
+
+
+@pytest.mark.parametrize("loss", ["ns", "nce", "sampled-softmax"])
+def test_sampled_losses_need_at_least_one_noise_word(loss):
+    with pytest.raises(ConfigError, match=f"--negative must be at least 1 with --loss {loss}"):
+        make_config(loss=loss, negative=0)
+    assert make_config(loss=loss, negative=1).model.negative == 1
+    make_config(loss="hs", negative=0)  # hierarchical softmax draws no noise words

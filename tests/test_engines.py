@@ -25,6 +25,8 @@ def test_one_cpu_device_runs_the_kernel_for_ns_and_hs(model, loss):
 @pytest.mark.parametrize("settings,platform,devices,name,why", [
     ({"cpu_kernel": False}, "cpu", 1, "xla", "--no-cpu-kernel"),
     ({"loss": "softmax"}, "cpu", 1, "xla", "not softmax"),
+    ({"loss": "nce"}, "cpu", 1, "xla", "not nce"),
+    ({"loss": "sampled-softmax"}, "cpu", 1, "xla", "not sampled-softmax"),
     ({"model": "skipgram", "shared_negatives": True}, "cpu", 1, "xla", "--shared-negatives"),
     ({}, "cpu", 4, "mesh", "4 devices"),
     ({"shard_tables": True}, "cpu", 1, "mesh", "sharded by rows"),
@@ -48,7 +50,7 @@ def test_accelerators_make_examples_on_the_device_with_16x_batches():
 
 @pytest.mark.parametrize("settings,platform,devices", [
     ({"cpu_kernel": True}, "gpu", 1), ({"cpu_kernel": True}, "cpu", 2),
-    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1)])
+    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1), ({"cpu_kernel": True, "loss": "nce"}, "cpu", 1)])
 def test_asking_for_the_kernel_where_it_cannot_run_is_refused(settings, platform, devices):
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         _choose(platform, devices, **settings)
@@ -63,6 +65,9 @@ def test_pallas_is_chosen_only_when_asked_and_where_it_fits():
         _choose("gpu", 8, model="skipgram", pallas=True)
     with pytest.raises(ConfigError, match="--pallas runs skip-gram"):
         _choose("gpu", model="cbow", pallas=True)
+    for loss in ("nce", "sampled-softmax"):  # the Pallas kernel is the logistic NS/HS update only
+        with pytest.raises(ConfigError, match="--pallas"):
+            _choose("gpu", model="skipgram", loss=loss, pallas=True)
 
 
 @pytest.mark.parametrize("loss,windows", [("ns", False), ("hs", True)])

@@ -172,3 +172,82 @@ def test_logistic_rows_is_negative_sampling_and_hierarchical_softmax():
     path = jnp.asarray((rng.random((6, 5)) < 0.7).astype(np.float32))
     np.testing.assert_allclose(losses.logistic_rows(h, rows, 1.0 - 2.0 * codes, path),
                                losses.hierarchical_softmax(h, rows, codes, path), rtol=1e-6)
+
+
+def _offset_case(model, seed, loss):
+    rng = np.random.default_rng(seed)
+    b, k, d = 6, 5, 8
+    in_rows, ctx_mask, batch = _setup(model, rng, b, 4, d)
+    out = _rows(rng, b, 1 + k, d)
+    log_kq = rng.normal(0, 1, (b, 1 + k)).astype(np.float32)
+    aux = {"log_kq": jnp.asarray(log_kq)}
+    hit = np.ones((b, k), np.float32)
+    if loss == "sampled-softmax":  # the true word's logit is not corrected
+        hit = (rng.random((b, k)) < 0.8).astype(np.float32)
+        aux = {"neg_mask": jnp.asarray(hit), "log_kq": jnp.asarray(log_kq[:, 1:])}
+        log_kq[:, 0] = 0
+    return in_rows, ctx_mask, batch, out, log_kq, hit, aux
+
+
+@pytest.mark.parametrize("loss", ["nce", "sampled-softmax"])
+@pytest.mark.parametrize("model,mean,exact", CASES)
+def test_nce_and_sampled_softmax_grads_match_closed_form(model, mean, exact, loss):
+    """NCE: (sigma(u) - t) with u = v'.h - log(k q); sampled softmax: (softmax(u) - t) over the
+    true word and the kept samples (accidental hits get no gradient)."""
+    in_rows, ctx_mask, batch, out, log_kq, hit, aux = _offset_case(model, 2, loss)
+
+    def total(r):
+        return objectives.example_loss(r, batch, aux, model, loss, cbow_mean=mean, exact_grad=exact).sum()
+
+    g = jax.grad(total)({"in": in_rows, "out": out})
+    h = _hidden_np(model, in_rows, ctx_mask, mean)
+    o = np.asarray(out, np.float64)
+    u = np.einsum("bd,bkd->bk", h, o) - log_kq
+    t = np.zeros_like(u); t[:, 0] = 1
+    if loss == "nce":
+        err = sig(u) - t
+    else:
+        keep = np.concatenate([np.ones((len(u), 1)), hit], 1)
+        e = np.exp(u - u.max(1, keepdims=True)) * keep
+        err = e / e.sum(1, keepdims=True) - t
+    np.testing.assert_allclose(g["out"], err[..., None] * h[:, None, :], rtol=RTOL, atol=ATOL)
+    eh = np.einsum("bk,bkd->bd", err, o)
+    np.testing.assert_allclose(g["in"], _in_grad_np(model, eh, ctx_mask, mean, exact), rtol=RTOL, atol=ATOL)
+
+
+def test_nce_without_offset_is_negative_sampling():
+    rng = np.random.default_rng(6)
+    h, rows = _rows(rng, 4, 6), _rows(rng, 4, 4, 6)
+    np.testing.assert_allclose(losses.nce(h, rows, jnp.zeros((4, 4))),
+                               losses.negative_sampling(h, rows[:, 0], rows[:, 1:]), rtol=1e-6)
+
+
+def _sampled_softmax_expected_grad(k, draws=3000, v=6, d=3, seed=0):
+    """The mean over ``draws`` sample sets of sampled softmax's gradient w.r.t. ``h`` and the
+    output table, next to the full softmax's, on a tiny vocabulary with a skewed q."""
+    rng = np.random.default_rng(seed)
+    table = _rows(rng, v, d) * 2
+    h = _rows(rng, d) * 2
+    q = np.arange(1, v + 1, dtype=np.float64) ** 0.75
+    q /= q.sum()
+    target = 2
+    samples = jnp.asarray(rng.choice(v, size=(draws, k), p=q).astype(np.int32))
+    logq = jnp.asarray(np.log(q), jnp.float32)
+
+    def one(tab, hh, s):
+        ids = jnp.concatenate([jnp.array([target]), s])
+        return losses.sampled_softmax(hh, tab[ids], logq[s] + np.log(k), (s != target).astype(jnp.float32))
+
+    g_tab, g_h = jax.vmap(jax.grad(one, argnums=(0, 1)), in_axes=(None, None, 0))(table, h, samples)
+    f_tab, f_h = jax.grad(lambda tab, hh: losses.full_softmax(hh, tab, jnp.int32(target)), argnums=(0, 1))(table, h)
+    got = np.concatenate([np.ravel(g_tab.mean(0)), np.ravel(g_h.mean(0))])
+    full = np.concatenate([np.ravel(f_tab), np.ravel(f_h)])
+    return np.linalg.norm(got - full) / np.linalg.norm(full)
+
+
+def test_sampled_softmax_expected_gradient_approaches_full_softmax():
+    """Sampled softmax is biased for small k; with the log Q correction the bias vanishes as k
+    grows (Bengio and Senecal 2008): the relative error of the mean gradient falls below 1%."""
+    small, large = _sampled_softmax_expected_grad(1), _sampled_softmax_expected_grad(200)
+    assert large < 0.01, large
+    assert large < small / 3, (small, large)

@@ -27,7 +27,7 @@ def _top(vectors, vocab, word, n=10):
 
 
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
-@pytest.mark.parametrize("loss", ["ns", "hs", "softmax"])
+@pytest.mark.parametrize("loss", ["ns", "hs", "softmax", "nce", "sampled-softmax"])
 def test_every_model_and_loss_learns_related_words(small_corpus, tmp_path, model, loss):
     # full softmax is O(V) per example: cap the vocabulary so the test stays fast
     extra = {"max_vocab": 1500} if loss == "softmax" else {}
@@ -57,7 +57,8 @@ def test_device_prep_path_learns_too(small_corpus, tmp_path, model, loss):
     assert len(MONTHS & set(_top(summary["_vectors"], corpus.vocab, "january"))) >= 1
 
 
-@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs")])
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "hs"), ("skipgram", "nce"),
+                                        ("cbow", "sampled-softmax")])
 def test_device_windows_learn_too(small_corpus, tmp_path, model, loss):
     """device_windows=True (the accelerator default): the host sends rows of token ids and the
     step subsamples, draws the windows and noise words, and makes the examples itself."""
@@ -156,3 +157,25 @@ def test_summary_times_every_part_of_the_run(head_corpus, tmp_path):
     assert t["other"] < 0.1 * t["total"] + 0.2
     assert t["total"] >= summary["total_seconds"]
     assert "first_call" in format_timings(t)
+
+
+@pytest.mark.parametrize("loss", ["nce", "hs"])
+def test_save_output_writes_the_output_table_or_says_why_not(head_corpus, tmp_path, loss):
+    """--save-output: vectors_out.txt/.bin hold emb_out's word rows (NS, NCE, sampled softmax,
+    softmax); for HS they are inner nodes, so nothing is written and the summary says so."""
+    from w2vjax import export
+    cfg = make_config(model="cbow", loss=loss, dim=20, epochs=1, log_every_s=0.0, save_output=True)
+    said = []
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(50_000), evaluate=False, progress=False,
+                                 log=said.append)
+    if loss == "hs":
+        assert not (tmp_path / "vectors_out.txt").exists() and "inner nodes" in summary["output_vectors"]
+        assert any("--save-output: skipped" in line for line in said)
+        return
+    out_txt, out_bin = export.load_vectors(tmp_path / "vectors_out.txt"), export.load_vectors(tmp_path / "vectors_out.bin")
+    inp = export.load_vectors(tmp_path / "vectors.txt")
+    assert out_txt.words == inp.words and out_txt.vectors.shape == inp.vectors.shape
+    np.testing.assert_allclose(out_txt.vectors, out_bin.vectors, rtol=1e-6)
+    assert np.abs(out_txt.vectors).max() > 0  # trained rows (emb_out starts at zero), not the input table
+    assert not np.allclose(out_txt.vectors, inp.vectors)
+    assert json.load(open(tmp_path / "summary.json"))["output_vectors"] == "vectors_out.txt, vectors_out.bin"

@@ -14,7 +14,9 @@ import json
 from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
-LOSSES = ("ns", "hs", "softmax")
+LOSSES = ("ns", "hs", "softmax", "nce", "sampled-softmax")
+# The losses that draw k = --negative noise words from the unigram^exponent table.
+SAMPLED = ("ns", "nce", "sampled-softmax")
 ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
 # Settings since removed, and why: from_dict drops them from old config.json files, make_config says so.
 REMOVED_FIELDS = {"train": {
@@ -62,9 +64,10 @@ class ModelConfig:
     model: str = setting("cbow", "cbow: predict the center from its context; skipgram: predict each "
                          "context word from the center", choices=MODELS)
     loss: str = setting("ns", "ns: negative sampling; hs: hierarchical softmax (Huffman tree); "
-                        "softmax: full softmax (small vocabularies)", choices=LOSSES)
+                        "softmax: full softmax (small vocabularies); nce: noise-contrastive estimation; "
+                        "sampled-softmax: softmax over the true word and --negative samples", choices=LOSSES)
     dim: int = setting(100, "vector dimension")
-    negative: int = setting(5, "noise words per positive example (--loss ns)")
+    negative: int = setting(5, "noise words per positive example (k of --loss ns, nce, sampled-softmax)")
     cbow_mean: bool = setting(True, "CBOW: the input is the sum of the context vectors, not their mean",
                               flag="--cbow-sum", default_help="off, the mean")
     cbow_exact_grad: bool = setting(
@@ -126,6 +129,10 @@ class TrainConfig:
         "benchmarks/results/pallas_compile.md); on CPU it runs in Pallas's interpret mode, slowly, for tests")
     threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
                            "1 gives the same vectors on every run", runtime=True)
+    save_output: bool = setting(
+        False, "also write the output vectors (word2vec.c's syn1neg for ns/nce/sampled-softmax, the "
+        "full softmax's output rows) as vectors_out.txt/.bin; skipped for hs, whose output rows are "
+        "inner nodes of the Huffman tree, not words", runtime=True)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -195,8 +202,8 @@ class Config:
             (m.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {m.loss!r}"),
             (m.dim >= 1, f"--dim must be at least 1, got {m.dim}"),
             (d.window >= 1, f"--window must be at least 1, got {d.window}"),
-            (m.loss != "ns" or m.negative >= 1,
-             f"--negative must be at least 1 with --loss ns, got {m.negative}"),
+            (m.loss not in SAMPLED or m.negative >= 1,
+             f"--negative must be at least 1 with --loss {m.loss}, got {m.negative}"),
             (m.negative >= 0, f"--negative must not be negative, got {m.negative}"),
             (not m.shared_negatives or (m.model == "skipgram" and m.loss == "ns"),
              "--shared-negatives applies to --model skipgram --loss ns only"),

@@ -242,6 +242,16 @@ def save_word2vec_binary(path: PathLike, words: Sequence[str], vectors) -> None:
     atomic_write(path, chunks())
 
 
+def save_output_vectors(workdir: PathLike, words: Sequence[str], vectors) -> list[str]:
+    """The output table's word rows (``emb_out``: word2vec.c's ``syn1neg``) as
+    ``vectors_out.txt`` and ``vectors_out.bin`` in ``workdir``, in word2vec's formats, for
+    studies of input vs output vectors; returns the two paths."""
+    paths = [os.path.join(workdir, "vectors_out.txt"), os.path.join(workdir, "vectors_out.bin")]
+    save_word2vec_text(paths[0], words, vectors)
+    save_word2vec_binary(paths[1], words, vectors)
+    return paths
+
+
 def save_npy(path_prefix: PathLike, words: Sequence[str], vectors) -> tuple[str, str]:
     """Write ``{prefix}.npy`` (float32 ``[V, D]``) and ``{prefix}.words.txt`` (one word a line).
 

@@ -1,4 +1,4 @@
-"""The three word2vec objectives as pure functions of gathered rows.
+"""The word2vec objectives as pure functions of gathered rows.
 
 Notation follows Rong, "word2vec Parameter Learning Explained": ``h`` is the
 hidden (input) vector, ``v'_j`` an output vector, ``sigma`` the logistic
@@ -15,7 +15,13 @@ Closed-form gradients (what ``jax.grad`` of these must equal, checked in
 * hierarchical softmax: the same with ``v'_j`` the inner nodes on the word's
   Huffman path and ``t_j = 1 - code_j`` (word2vec.c's convention; Rong eq. 41-51);
 * full softmax: ``dL/dv'_j = (y_j - t_j) h`` for every ``j`` and
-  ``dL/dh = sum_j (y_j - t_j) v'_j`` with ``y = softmax(W' h)`` (Rong eq. 8-16).
+  ``dL/dh = sum_j (y_j - t_j) v'_j`` with ``y = softmax(W' h)`` (Rong eq. 8-16);
+* NCE: negative sampling's with the offset logit ``u_j = v'_j . h - log(k q(w_j))``:
+  ``dL/dv'_j = (sigma(u_j) - t_j) h``, ``dL/dh = sum_j (sigma(u_j) - t_j) v'_j``;
+* sampled softmax: the full softmax's restricted to the true word and the k samples, with
+  ``y`` the softmax over them of the logits, the samples' corrected by ``-log(k q(w_j))``
+  (accidental hits excluded):
+  ``dL/dv'_j = (y_j - t_j) h``, ``dL/dh = sum_j (y_j - t_j) v'_j``.
 
 Example::
 
@@ -129,3 +135,77 @@ def full_softmax(h: jax.Array, table: jax.Array, target: jax.Array, chunk: int =
     init = (jnp.full(h.shape[:-1], -jnp.inf, h.dtype), jnp.zeros(h.shape[:-1], h.dtype))
     (m, s), _ = jax.lax.scan(body, init, (padded.reshape(n, chunk, d), bias_p, valid))
     return m + jnp.log(s) - true_logit
+
+
+def nce(h: jax.Array, rows: jax.Array, log_kq: jax.Array) -> jax.Array:
+    """Noise-contrastive estimation (Gutmann and Hyvarinen 2010; Mnih and Teh 2012), per example.
+
+    The model's unnormalised score ``s(w, h) = v'_w . h`` with the normalising constant fixed at
+    1 (``log Z = 0``, as Mnih and Teh did: the model learns to be self-normalised), k noise words
+    drawn from ``q`` (the unigram^exponent noise table).  The posterior that ``w`` came from the
+    data is ``sigma(u_w)`` with ``u_w = s(w, h) - log(k q(w))``, so
+
+    ``L = -log sigma(u_true) - sum_j log sigma(-u_j)``
+
+    Negative sampling is this with ``log(k q) = 0``.  A noise word equal to the true word is
+    kept (it is a draw from q like any other: NCE's estimator counts it as noise).
+    Gradient: ``dL/du_j = sigma(u_j) - t_j`` (``t`` 1 for the true word, 0 for noise), so
+    ``dL/dv'_j = (sigma(u_j) - t_j) h`` and ``dL/dh = sum_j (sigma(u_j) - t_j) v'_j``.
+
+    Args:
+      h: ``[B, D]`` input vectors.
+      rows: ``[B, 1 + K, D]`` output vectors, the true word's first, then the K noise words'.
+      log_kq: ``[B, 1 + K]`` ``log(k q(w))`` of each row's word.
+    Returns:
+      ``[B]`` loss.
+
+    >>> import jax.numpy as jnp
+    >>> nce(jnp.ones((1, 2)), jnp.zeros((1, 3, 2)), jnp.zeros((1, 3))).round(4)  # 3 log 2
+    Array([2.0794], dtype=float32)
+    """
+    u = jnp.einsum("...d,...jd->...j", h, rows) - log_kq
+    sign = jnp.where(jnp.arange(rows.shape[-2]) == 0, 1.0, -1.0)
+    return -jax.nn.log_sigmoid(sign * u).sum(-1)
+
+
+def sampled_softmax(h: jax.Array, rows: jax.Array, log_kq: jax.Array,
+                    hit_mask: jax.Array | None = None) -> jax.Array:
+    """Sampled softmax (Jean et al. 2015; TensorFlow's ``sampled_softmax_loss``), per example.
+
+    The softmax cross-entropy over the true word and k words drawn from ``q`` with replacement,
+    each sample's logit corrected by the log of its expected count among the draws,
+    ``u_j = v'_j . h - log(k q(w_j))``, and samples equal to the true word (accidental hits)
+    removed; the true word is in the set once for certain (expected count 1), so its logit
+    ``u_0 = v'_true . h`` is not corrected:
+
+    ``L = -u_0 + log(exp(u_0) + sum_j hit_mask_j exp(u_j))``
+
+    The sum over the kept samples estimates ``sum_{w != true} exp(v'_w . h)`` without bias, so
+    the normaliser tends to the full softmax's and the expected gradient approaches the full
+    softmax's as k grows (``tests/test_losses.py`` checks it).  (Correcting the true word's logit
+    too, as TensorFlow's ``sampled_softmax_loss`` does, while removing the hits leaves the
+    normaliser short of the true word's own term, a bias that does not vanish with k.)
+    ``k q(w)`` is the expected count of ``w`` in k draws *with* replacement, which is how the
+    noise words are drawn here; sampling without replacement would need ``1 - (1 - q)^k``
+    instead and is not offered.
+    Gradient: with ``y = softmax(u)`` over the kept rows, ``dL/du_j = y_j - t_j``, so
+    ``dL/dv'_j = (y_j - t_j) h`` and ``dL/dh = sum_j (y_j - t_j) v'_j`` (0 for removed hits).
+
+    Args:
+      h: ``[B, D]`` input vectors.
+      rows: ``[B, 1 + K, D]`` output vectors, the true word's first, then the K samples'.
+      log_kq: ``[B, K]`` ``log(k q(w))`` of each sample.
+      hit_mask: optional ``[B, K]``; 0 removes a sample (one equal to the true word).
+    Returns:
+      ``[B]`` loss.
+
+    >>> import jax.numpy as jnp
+    >>> sampled_softmax(jnp.ones((1, 2)), jnp.zeros((1, 3, 2)), jnp.zeros((1, 2))).round(4)  # log 3
+    Array([1.0986], dtype=float32)
+    """
+    offset = jnp.concatenate([jnp.zeros_like(log_kq[..., :1]), log_kq], axis=-1)
+    u = jnp.einsum("...d,...jd->...j", h, rows) - offset
+    if hit_mask is not None:
+        keep = jnp.concatenate([jnp.ones_like(hit_mask[..., :1]), hit_mask], axis=-1)
+        u = jnp.where(keep > 0, u, -jnp.inf)
+    return jax.nn.logsumexp(u, axis=-1) - u[..., 0]

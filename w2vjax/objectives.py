@@ -31,6 +31,7 @@ import numpy as np
 
 from . import losses
 from .batches import Examples, Windows
+from .config import SAMPLED
 
 
 class Tables(NamedTuple):
@@ -41,6 +42,7 @@ class Tables(NamedTuple):
     points: jax.Array  # [V, L] inner-node ids (HS), or [V, 1] dummy
     path_mask: jax.Array  # [V, L] (HS), or [V, 1] dummy
     keep_prob: jax.Array | None = None  # [V] float32 subsampling keep probabilities (device windows)
+    noise_logq: jax.Array | None = None  # [V] float32 log q(w) of the noise table (NCE, sampled softmax)
 
 
 def cbow_hidden(ctx_rows: jax.Array, ctx_mask: jax.Array, mean: bool = True,
@@ -94,7 +96,7 @@ def gather(params: dict, batch: Examples, tables: Tables, loss: str, key: jax.Ar
         rows["bias"] = jnp.zeros(params["emb_out"].shape[:1], params["emb_out"].dtype)
         ids["out"] = None
         return rows, ids, {}
-    if loss == "ns" and neg is None:
+    if loss in SAMPLED and neg is None:
         neg = sample_negatives(key, tables, out.shape + (negative,))
     out_ids, aux = _output_ids(out, tables, loss, neg)
     rows["out"] = take("emb_out", out_ids)
@@ -103,11 +105,16 @@ def gather(params: dict, batch: Examples, tables: Tables, loss: str, key: jax.Ar
 
 
 def _output_ids(out: jax.Array, tables: Tables, loss: str, neg: jax.Array | None):
-    """The output rows an example of negative sampling ([positive, noise words]) or hierarchical
-    softmax (the inner nodes of the word's Huffman path) touches, and their auxiliary inputs."""
-    if loss == "ns":
-        return (jnp.concatenate([out[..., None], neg], axis=-1),
-                {"neg_mask": (neg != out[..., None]).astype(jnp.float32)})
+    """The output rows an example of negative sampling, NCE or sampled softmax ([true word, noise
+    words]) or hierarchical softmax (the inner nodes of the word's Huffman path) touches, and their
+    auxiliary inputs (NCE and sampled softmax: ``log_kq``, the rows' ``log(k q(w))``)."""
+    if loss in SAMPLED:
+        ids = jnp.concatenate([out[..., None], neg], axis=-1)
+        aux = {} if loss == "nce" else {"neg_mask": (neg != out[..., None]).astype(jnp.float32)}
+        if loss != "ns":  # sampled softmax corrects the samples only (see losses.sampled_softmax)
+            kq_ids = ids if loss == "nce" else neg
+            aux["log_kq"] = tables.noise_logq[kq_ids] + jnp.log(jnp.float32(neg.shape[-1]))
+        return ids, aux
     return tables.points[out], {"codes": tables.codes[out],
                                 "path_mask": tables.path_mask[out].astype(jnp.float32)}
 
@@ -129,6 +136,10 @@ def example_loss(rows: dict, batch: Examples, aux: dict, model: str, loss: str, 
     h = hidden(model, rows["in"], batch, cbow_mean, exact_grad)
     if loss in ("ns", "hs"):  # = losses.negative_sampling / hierarchical_softmax (tested)
         per = losses.logistic_rows(h, rows["out"], *_sign_weight(aux, loss, h.dtype))
+    elif loss == "nce":
+        per = losses.nce(h, rows["out"], aux["log_kq"])
+    elif loss == "sampled-softmax":
+        per = losses.sampled_softmax(h, rows["out"], aux["log_kq"], aux["neg_mask"])
     else:
         per = losses.full_softmax(h, rows["out"], batch.out, softmax_chunk, rows.get("bias"))
     return per * batch.mask

@@ -45,7 +45,8 @@ def make_tables(vocab: Vocab, cfg: Config) -> objectives.Tables:
         mask = np.zeros((v, 1), bool)
     return objectives.Tables(jnp.asarray(accept), jnp.asarray(alias), jnp.asarray(codes, jnp.int32),
                              jnp.asarray(points, jnp.int32), jnp.asarray(mask),
-                             jnp.asarray(vocab.keep_prob(cfg.data.sample), jnp.float32))
+                             jnp.asarray(vocab.keep_prob(cfg.data.sample), jnp.float32),
+                             jnp.asarray(np.log(vocab.noise_probs(cfg.data.noise_exponent)), jnp.float32))
 
 
 def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:

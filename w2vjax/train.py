@@ -27,7 +27,7 @@ import numpy as np
 
 from . import engines, export, sharding, step as step_lib, windows
 from .checkpoint import Checkpoints
-from .config import Config, ConfigError
+from .config import SAMPLED, Config, ConfigError
 from .prepare import Corpus, prepare
 from .progress import Progress
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
@@ -193,8 +193,12 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
                            stop_after_calls=stop_after_calls)
     clock.add(summary.pop("_timings"))
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
+    out_vectors = summary.pop("_vectors_out", None)
     if not primary:
         return summary
+    if cfg.train.save_output:
+        summary["output_vectors"] = _save_output(workdir, vectors.words, out_vectors, log)
+        clock.lap("export_output")
     if text_vectors:
         export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
         clock.lap("export_text")
@@ -286,6 +290,15 @@ def prune_checkpoints(workdir: str, keep_after: str) -> None:
         shutil.rmtree(os.path.join(ckpts, str(step_no)), ignore_errors=True)
 
 
+def _save_output(workdir: str, words: list, out_vectors, log) -> str:
+    """``--save-output``: the output table's word rows as vectors_out.txt/.bin, or why not (HS)."""
+    if out_vectors is None:
+        log("--save-output: skipped for --loss hs (its output rows are the Huffman tree's inner nodes, not words)")
+        return "skipped: hierarchical softmax's output rows are inner nodes, not words"
+    export.save_output_vectors(workdir, words, out_vectors)
+    return "vectors_out.txt, vectors_out.bin"
+
+
 def _log_settings(cfg: Config, corpus: str, data: Corpus, log) -> None:
     log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
         f"(min-count {cfg.data.min_count})")
@@ -327,7 +340,7 @@ def make_stream(cfg: Config, engine: engines.Engine, data: Corpus, layout: shard
     if engine.device_windows:  # rows of raw tokens; the step makes about batch_size examples per micro-step
         spec = windows.token_spec(cfg, data.vocab.keep_rate(cfg.data.sample), layout.size)
         return windows.TokenStream(data, spec), Position(), spec
-    ns = cfg.model.loss == "ns"
+    ns = cfg.model.loss in SAMPLED
     spec = StreamSpec(cfg.model.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call,
                       cfg.train.epochs, cfg.train.seed, windows=cfg.windows, negative=cfg.model.negative if ns else 0)
     noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias)) if ns else None
@@ -598,7 +611,9 @@ def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str,
     if not np.all(np.isfinite(vectors)):
         raise TrainingError("the trained vectors hold NaN or inf; lower --lr")
     keep_rate = vocab.keep_rate(cfg.data.sample)
-    return {"train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": loop.total,
+    out = {"_vectors_out": layout.host_params({"emb_out": loop.state.params["emb_out"]})["emb_out"]} \
+        if cfg.train.save_output and cfg.model.loss != "hs" else {}
+    return {**out, "train_seconds": seconds, "eval_seconds_during_training": loop.eval_seconds, "raw_words": loop.total,
             "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,

@@ -25,7 +25,7 @@ import optax
 
 from .. import objectives, windows
 from ..batches import Examples, TokenRows, Windows
-from ..config import Config
+from ..config import SAMPLED, Config
 
 DROP = 2 ** 31 - 1  # the row id of a slot that updates nothing: every scatter skips it
 # device windows draw from fold_in(key, DATA_KEY): never a step's fold_in(key, step), since step < 2**31
@@ -202,7 +202,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
     def update(params, opt_state, step, key, mb, bufs=None, touches=None):
         if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
             mb = device_examples(cfg, tables, key, mb)
-        if m.loss == "ns" and mb.neg is None:
+        if m.loss in SAMPLED and mb.neg is None:
             raise ValueError("negative sampling takes the noise words from the batch (batches.Pairs/Windows.neg)")
         lookup = coll.lookup(params) if coll is not None else None
         rows_, ids, aux = objectives.gather(params, mb, tables, m.loss, None, m.negative, neg=mb.neg, lookup=lookup)
@@ -236,7 +236,7 @@ def device_examples(cfg: Config, tables: objectives.Tables, key: jax.Array, rows
     def one(mb):
         return windows.device_examples(mb, jax.random.fold_in(key, DATA_KEY), tables, window=cfg.data.window,
                                        windows=cfg.windows,
-                                       negative=cfg.model.negative if cfg.model.loss == "ns" else 0)
+                                       negative=cfg.model.negative if cfg.model.loss in SAMPLED else 0)
     return jax.vmap(one)(rows) if rows.row.ndim == 2 else one(rows)
 
 
