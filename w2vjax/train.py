@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engines, export, sharding, step as step_lib, windows
-from .checkpoint import Checkpoints
+from .checkpoint import Checkpoints, IdentityError, identity_diffs
 from .config import Config, ConfigError
 from .prepare import Corpus, prepare
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
@@ -129,6 +129,32 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
                       "use another --workdir, or --force to discard its checkpoints and start over")
 
 
+def workdir_identity(cfg: Config, data: Corpus) -> dict[str, Any]:
+    """What a work dir's checkpoints hold: the corpus (its text's hash), the vocabulary (size
+    and hash of vocab.txt) and the settings; saved with every checkpoint, checked on restore."""
+    return {"corpus_sha256": data.corpus_sha256, "vocab_size": len(data.vocab), "vocab_sha256": data.vocab_sha256,
+            "settings": cfg.identity()}
+
+
+def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
+    """Refuse (or with ``force`` discard) checkpoints that hold another corpus, vocabulary or
+    settings than ``identity``, before anything in the work dir is rewritten."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not (os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))):
+        return
+    manager = Checkpoints(workdir)
+    try:
+        saved = manager.saved_identity()
+    finally:
+        manager.close(raise_errors=False)
+    diffs = identity_diffs(saved, identity) if saved is not None else []
+    if diffs and force:
+        shutil.rmtree(ckpts)
+    elif diffs:
+        raise IdentityError(f"work dir {workdir!r} holds checkpoints of another run ({'; '.join(diffs[:3])}); "
+                            "use another --workdir, or --force to discard its checkpoints and start over")
+
+
 def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
                        evaluate: bool = True, progress: bool = True, force: bool = False,
                        log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
@@ -150,10 +176,11 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     check_workdir(cfg, workdir, force and primary)
     sharding.sync("w2vjax:checked")
     args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
-    data = prepare(*args) if primary else None
+    data = prepare(*args, force=force) if primary else None
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
     if primary:
+        check_identity(workdir, workdir_identity(cfg, data), force)
         export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
@@ -301,6 +328,7 @@ class Loop:
     stop_after_calls: Optional[int] = None
     eval_seconds: float = 0.0
     calls: int = 0
+    identity: Optional[dict] = None  # of the work dir, saved with every checkpoint
 
     def __post_init__(self):
         self.words_per_epoch = self.total // self.cfg.train.epochs
@@ -363,7 +391,8 @@ class Loop:
             flat = [x for p in self.position for x in p]
             positions = [tuple(int(v) for v in row[i:i + 3]) for row in sharding.allgather_host(flat)
                          for i in range(0, len(flat), 3)]
-        return self.ckpt.save(self.layout.host_state(self.state), positions, self.words_done, self.cfg.identity())
+        return self.ckpt.save(self.layout.host_state(self.state), positions, self.words_done, self.cfg.identity(),
+                              self.identity)
 
     def evaluate(self) -> None:
         """Evaluate the current input vectors into metrics.jsonl; its time is not training time."""
@@ -381,9 +410,11 @@ class Loop:
         self.eval_seconds += dt
 
 
-def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int, log):
-    """The state to start from: the latest checkpoint's, or a new one; and the words done."""
-    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), log=log)
+def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int, log,
+                     identity: Optional[dict] = None):
+    """The state to start from: the latest checkpoint's (which must hold ``identity``), or a
+    new one; and the words done."""
+    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), log=log, identity=identity)
     if restored is None:
         return step_lib.init_state(cfg, vocab_size, layout), None, 0
     host_state, saved_position, words_done, _ = restored
@@ -414,14 +445,15 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     shards, total = layout.data_shards, streamer.total_words
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)
     ckpt = Checkpoints(workdir, cfg.train.keep)
+    identity = workdir_identity(cfg, data)
     state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total,
-                                                         log if primary else (lambda *a: None))
+                                                         log if primary else (lambda *a: None), identity)
     resumed = saved_position is not None
     keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done)
     loop = Loop(cfg, layout, vocab, ckpt, mlog, state, saved_position if resumed else position, words_done,
-                shards, total, primary, stop_after_calls)
+                shards, total, primary, stop_after_calls, identity=identity)
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.

@@ -1,0 +1,99 @@
+"""A work dir's contents are checked before they are trusted: the corpus, vocabulary and
+settings its checkpoints hold, the checkpoints' arrays, and the prepared data."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from w2vjax import make_config
+from w2vjax.checkpoint import IdentityError
+from w2vjax.prepare import prepare
+from w2vjax.train import Interrupted, train_and_evaluate
+
+
+def _train(cfg, workdir, corpus, **kw):
+    return train_and_evaluate(cfg, str(workdir), corpus, evaluate=False, progress=False, log=kw.pop("log", None)
+                              or (lambda *a: None), **kw)
+
+
+@pytest.fixture
+def cfg():
+    return make_config(model="skipgram", dim=8, epochs=2, batch_size=64, steps_per_call=8, min_count=3, threads=1)
+
+
+def _stopped(cfg, work, corpus, calls=3):
+    with pytest.raises(Interrupted):
+        _train(cfg, work, corpus, stop_after_calls=calls)
+
+
+def test_another_corpus_in_a_work_dir_is_refused_unless_forced(cfg, head_corpus, tmp_path):
+    work = tmp_path / "w"
+    _stopped(cfg, work, head_corpus(20_000))
+    smaller = head_corpus(6_000)
+    with pytest.raises(IdentityError, match="another run.*corpus_sha256.*--force"):
+        _train(cfg, work, smaller)
+    _train(cfg, work, smaller, force=True)
+    words = [line.split()[0] for line in open(work / "vectors.txt").readlines()[1:]]
+    assert words == [line.split()[0] for line in open(work / "vocab.txt")]
+
+
+def test_deleted_config_json_does_not_resume_other_settings(cfg, head_corpus, tmp_path):
+    corpus = head_corpus(20_000)
+    _stopped(cfg, tmp_path, corpus)
+    os.remove(tmp_path / "config.json")
+    other = make_config(model="skipgram", dim=9, epochs=2, batch_size=64, steps_per_call=8, min_count=3, threads=1)
+    with pytest.raises(IdentityError, match="settings.model.dim: 8 -> 9"):
+        _train(other, tmp_path, corpus)
+    _train(other, tmp_path, corpus, force=True)
+    assert open(tmp_path / "vectors.txt").readline().split() == [str(sum(1 for _ in open(tmp_path / "vocab.txt"))),
+                                                                 "9"]
+
+
+def test_a_flipped_byte_in_the_latest_checkpoint_is_skipped(cfg, head_corpus, tmp_path):
+    corpus = head_corpus(20_000)
+    cfg = make_config(model="skipgram", dim=8, epochs=2, batch_size=64, steps_per_call=8, min_count=3, threads=1,
+                      checkpoint_every=16)
+    _train(cfg, tmp_path / "straight", corpus)
+    work = tmp_path / "w"
+    _stopped(cfg, work, corpus, calls=6)
+    steps = sorted(int(d.name) for d in (work / "checkpoints").iterdir() if d.name.isdigit())
+    assert len(steps) >= 2
+    # flip one bit of the largest array file of the latest checkpoint
+    files = [f for f in (work / "checkpoints" / str(steps[-1]) / "state").rglob("*") if f.is_file()]
+    target = max(files, key=lambda f: f.stat().st_size)
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    target.write_bytes(bytes(raw))
+    messages = []
+    _train(cfg, work, corpus, log=messages.append)
+    assert any(f"checkpoint {steps[-1]}" in m and "unreadable" in m for m in messages), messages
+    assert (work / "vectors.bin").read_bytes() == (tmp_path / "straight" / "vectors.bin").read_bytes()
+
+
+def test_prepared_data_is_checked_against_its_hashes(head_corpus, tmp_path):
+    src = head_corpus(6_000)
+    corpus = tmp_path / "c.txt"
+    shutil.copy(src, corpus)
+    first = prepare(str(corpus), str(tmp_path / "w"), 3)
+    # new content of the same size with the mtime kept (cp -p): prepared again
+    text = corpus.read_bytes()
+    st = os.stat(corpus)
+    corpus.write_bytes(text.replace(b"the ", b"teh "))
+    os.utime(corpus, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(corpus).st_size == st.st_size
+    second = prepare(str(corpus), str(tmp_path / "w"), 3)
+    assert second.corpus_sha256 != first.corpus_sha256 and "teh" in list(second.vocab.words)
+    # an edited ids.u32 (ids beyond the vocabulary): prepared again, not trusted
+    ids_path = tmp_path / "w" / "data" / "ids.u32"
+    expected = np.array(second.ids)  # a copy: the edit below rewrites the mapped file in place
+    ids = np.fromfile(ids_path, np.uint32)
+    ids[5] = 10 ** 6
+    ids.tofile(ids_path)
+    third = prepare(str(corpus), str(tmp_path / "w"), 3)
+    assert int(np.asarray(third.ids).max()) < len(third.vocab)
+    assert np.array_equal(np.asarray(third.ids), expected)
+    # an edited vocab.txt: prepared again
+    (tmp_path / "w" / "vocab.txt").write_text("a 5\nb 4\n")
+    assert list(prepare(str(corpus), str(tmp_path / "w"), 3).vocab.words) == list(second.vocab.words)
