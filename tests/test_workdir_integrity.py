@@ -97,3 +97,17 @@ def test_prepared_data_is_checked_against_its_hashes(head_corpus, tmp_path):
     # an edited vocab.txt: prepared again
     (tmp_path / "w" / "vocab.txt").write_text("a 5\nb 4\n")
     assert list(prepare(str(corpus), str(tmp_path / "w"), 3).vocab.words) == list(second.vocab.words)
+
+
+def test_a_second_run_on_a_locked_work_dir_is_refused_with_the_pid(head_corpus, tmp_path):
+    import subprocess
+    import sys
+    from w2vjax.train import workdir_lock
+    with workdir_lock(str(tmp_path)):
+        r = subprocess.run([sys.executable, "-m", "w2vjax", "train", head_corpus(6_000), "--workdir", str(tmp_path),
+                            "--min-count", "3", "--quiet", "--no-eval"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"w2vjax: error: work dir {str(tmp_path)!r} is in use by another w2vjax run (PID {os.getpid()}); "
+        "wait for it to end or use another --workdir"]
+    assert not (tmp_path / "data").exists()

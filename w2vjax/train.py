@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import math
@@ -155,9 +156,38 @@ def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
                             "use another --workdir, or --force to discard its checkpoints and start over")
 
 
-def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
-                       evaluate: bool = True, progress: bool = True, force: bool = False,
-                       log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+    """Hold an exclusive ``flock`` on ``workdir/lock`` (holding this process's PID) for the
+    whole run: a second run on the same work dir would delete the first's in-flight saves."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            raise ConfigError(f"work dir {workdir!r} is in use by another w2vjax run (PID {pid}); "
+                              "wait for it to end or use another --workdir") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, **kw) -> dict[str, Any]:
+    """:func:`train_work_dir` (see there) holding the work dir's lock (process 0 only: the
+    others of a distributed run share its work dir or use their own)."""
+    with workdir_lock(workdir) if sharding.is_primary() else contextlib.nullcontext():
+        return train_work_dir(config, workdir, corpus, **kw)
+
+
+def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *,
+                   evaluate: bool = True, progress: bool = True, force: bool = False,
+                   log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
