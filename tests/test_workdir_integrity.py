@@ -111,3 +111,22 @@ def test_a_second_run_on_a_locked_work_dir_is_refused_with_the_pid(head_corpus, 
         f"w2vjax: error: work dir {str(tmp_path)!r} is in use by another w2vjax run (PID {os.getpid()}); "
         "wait for it to end or use another --workdir"]
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("kw,match", [({"epochs": 1.5}, "--epochs must be an integer"),
+                                      ({"noise_exponent": float("inf")}, "--noise-exponent must be a finite"),
+                                      ({"lr": float("nan")}, "--lr must be a finite"),
+                                      ({"seed": -1}, "--seed must be in"), ({"seed": 10 ** 20}, "--seed must be in"),
+                                      ({"dim": "20"}, "--dim must be a number")])
+def test_settings_of_the_wrong_type_or_not_finite_are_refused(kw, match):
+    from w2vjax.config import ConfigError
+    with pytest.raises(ConfigError, match=match):
+        make_config(**kw)
+
+
+def test_a_large_noise_exponent_gives_a_distribution_not_nan():
+    from w2vjax.vocab import Vocab
+    vocab = Vocab(("a", "b", "c"), np.array([10 ** 6, 10 ** 5, 3]))
+    p = vocab.noise_probs(300.0)
+    assert np.isfinite(p).all() and p[0] == pytest.approx(1.0) and p.sum() == pytest.approx(1.0)
+    assert np.array_equal(vocab.noise_probs(0.75), (vocab.counts ** 0.75) / (vocab.counts ** 0.75).sum())

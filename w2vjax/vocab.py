@@ -75,9 +75,17 @@ class Vocab:
         return float((self.counts * self.keep_prob(sample)).sum() / self.total)
 
     def noise_probs(self, exponent: float = 0.75) -> np.ndarray:
-        """[V] float64 noise distribution ``count**exponent / sum``."""
-        w = self.counts.astype(np.float64) ** exponent
-        return w / w.sum()
+        """[V] float64 noise distribution ``count**exponent / sum``; computed from the counts
+        scaled by the largest when the powers overflow (large exponents), which gives the
+        same distribution instead of NaN."""
+        counts = self.counts.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = counts ** exponent
+            total = w.sum()
+        if not np.isfinite(total) or total <= 0:
+            w = (counts / counts.max()) ** exponent
+            total = w.sum()
+        return w / total
 
     def huffman(self) -> Huffman:
         return huffman_tree(self.counts)
