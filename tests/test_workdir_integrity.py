@@ -130,3 +130,23 @@ def test_a_large_noise_exponent_gives_a_distribution_not_nan():
     p = vocab.noise_probs(300.0)
     assert np.isfinite(p).all() and p[0] == pytest.approx(1.0) and p.sum() == pytest.approx(1.0)
     assert np.array_equal(vocab.noise_probs(0.75), (vocab.counts ** 0.75) / (vocab.counts ** 0.75).sum())
+
+
+def test_one_tokenizer_rule_bom_and_corrupt_deflate(tmp_path):
+    import gzip
+    import pathlib
+    from w2vjax.prepare import CorpusError
+    words = "alpha beta\u00a0gamma delta\u2028eps beta\u00a0gamma " * 4
+    (tmp_path / "c.txt").write_text("\ufeff" + words + "\n" + words, encoding="utf-8")
+    c = prepare(pathlib.Path(tmp_path / "c.txt"), str(tmp_path / "w"), 2)  # a Path corpus, too
+    assert c.vocab.counts[c.vocab.words.index("alpha")] == 8  # the BOM is dropped, not part of the first word
+    assert "beta\u00a0gamma" in c.vocab.words and "delta\u2028eps" in c.vocab.words  # not ASCII whitespace
+    assert all("\ufeff" not in w for w in c.vocab.words)
+    from w2vjax.vocab import Vocab
+    assert Vocab.load(tmp_path / "w" / "vocab.txt").words == c.vocab.words  # the tool reads its own vocab.txt
+    raw = gzip.compress(b"one two three " * 5000)
+    bad = bytearray(raw)
+    bad[len(bad) // 2: len(bad) // 2 + 8] = b"\xff" * 8
+    (tmp_path / "bad.gz").write_bytes(bytes(bad))
+    with pytest.raises(CorpusError, match="corrupt or truncated"):
+        prepare(str(tmp_path / "bad.gz"), str(tmp_path / "w2"), 1)

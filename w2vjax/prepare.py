@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -71,11 +72,12 @@ class Corpus:
 
 def open_corpus(path: str) -> BinaryIO:
     """A binary stream over the corpus text, whatever its container."""
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise CorpusError(f"corpus {path!r} does not exist")
     if os.path.isdir(path):
         raise CorpusError(f"corpus {path!r} is a directory; give a text file (.txt, .gz, .bz2 or .zip)")
-    if os.path.getsize(path) == 0:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a pipe reports size 0 and is read
         raise CorpusError(f"corpus {path!r} is empty")
     lower = path.lower()
     try:
@@ -105,10 +107,12 @@ def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int | None = None
     while True:
         try:
             block = stream.read(chunk_bytes)
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise CorpusError(f"corpus {name!r} is corrupt or truncated ({e})") from None
         if not block:
             break
+        if offset == 0 and not carry and block.startswith(b"\xef\xbb\xbf"):
+            block = block[3:]  # a UTF-8 byte order mark is not part of the first word
         data = carry + block
         cut = max(data.rfind(b" "), data.rfind(b"\n"), data.rfind(b"\t"), data.rfind(b"\r"))
         if cut < 0:
@@ -149,6 +153,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
             max_sentence_length: int = 10000, force: bool = False) -> Corpus:
     """Tokenise ``path`` into ``workdir`` (or reuse what an identical earlier call wrote, when
     its files still match their recorded hashes; ``force`` always tokenises again)."""
+    path = os.fspath(path)
     data_dir = os.path.join(workdir, "data")
     meta_path = os.path.join(data_dir, "prepare.json")
     fp = _fingerprint(path, min_count, max_vocab, max_sentence_length) if os.path.isfile(path) else None
