@@ -80,3 +80,12 @@ def test_bad_input_exits_2_with_one_line(kind, args, tmp_path, capsys, monkeypat
     # nothing half-written: no checkpoints, no vectors, no config
     for name in ("checkpoints", "config.json", "vectors.bin", "vectors.txt"):
         assert not (work / name).exists(), (name, os.listdir(work))
+
+
+def test_tables_beyond_the_host_memory_are_refused_before_work(tmp_path, capsys):
+    (tmp_path / "c.txt").write_bytes(" ".join(f"w{i}" for i in range(3000)).encode() * 2)
+    rc = cli.main(["train", str(tmp_path / "c.txt"), "--workdir", str(tmp_path / "w"), "--min-count", "1",
+                   "--dim", "2000000", "--quiet", "--no-eval"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "GiB of host memory" in err[0] and "--dim" in err[0], err
+    assert not (tmp_path / "w" / "checkpoints").exists()
