@@ -209,8 +209,8 @@ def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *
     data = prepare(*args, force=force) if primary else None
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
-    if primary:
-        check_identity(workdir, workdir_identity(cfg, data), force)
+    if primary and jax.process_count() == 1:  # an Orbax manager of one process alone would wait for the others
+        check_identity(workdir, workdir_identity(cfg, data), force)  # (several: restore checks it, in every one)
         export.atomic_write(os.path.join(workdir, "config.json"), [cfg.to_json() + "\n"])
     _log_settings(cfg, corpus, data, log)
     log(engine.describe())
