@@ -63,3 +63,19 @@ def test_metadata_and_keep_after(head_corpus, tmp_path):
     assert len(summary["corpus"]["sha256"]) == 64 and summary["corpus"]["bytes"] == os.path.getsize(head_corpus(20000))
     assert summary["resolved"]["engine"] == summary["engine"]
     assert len(os.listdir(tmp_path / "checkpoints")) == 1
+
+
+def test_a_finished_run_rerun_on_another_corpus_is_not_called_finished(head_corpus, tmp_path):
+    """The same settings on another text: not "finished" (its vectors would be the old corpus's);
+    the checkpoints of the other corpus are refused, and --force trains afresh."""
+    import pytest
+
+    from w2vjax.checkpoint import IdentityError
+    _run(head_corpus(20000), tmp_path)
+    other = tmp_path.parent / "other.txt"
+    other.write_text(open(head_corpus(30000)).read())
+    with pytest.raises(IdentityError, match="corpus"):
+        _run(str(other), tmp_path)
+    summary = train_and_evaluate(make_config(**SMALL), str(tmp_path), str(other), evaluate=False, progress=False,
+                                 log=lambda *a: None, force=True)
+    assert summary["raw_words_this_run"] == summary["raw_words"] > 0  # trained from the start

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
@@ -195,9 +197,25 @@ class Config:
         grow = 4 if self.model.model == "cbow" else 16
         return dataclasses.replace(self, train=dataclasses.replace(self.train, batch_size=grow * self.batch_size))
 
+    def _check_types(self) -> None:
+        """Integers are integers (``epochs=1.5`` is refused, not truncated) and numbers finite."""
+        for name in SECTIONS:
+            for f in dataclasses.fields(getattr(self, name)):
+                v, kind, flag = getattr(getattr(self, name), f.name), str(f.type), "--" + f.name.replace("_", "-")
+                if v is None or kind not in ("int", "float", "Optional[int]", "Optional[float]"):
+                    continue
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise ConfigError(f"{flag} must be a number, got {v!r}")
+                if "int" in kind and not isinstance(v, numbers.Integral):
+                    raise ConfigError(f"{flag} must be an integer, got {v!r}")
+                if not math.isfinite(v):
+                    raise ConfigError(f"{flag} must be a finite number, got {v!r}")
+
     def validate(self) -> "Config":
+        self._check_types()
         d, m, t = self.data, self.model, self.train
         checks = [
+            (0 <= t.seed < 2 ** 63, f"--seed must be in [0, 2**63), got {t.seed}"),
             (m.model in MODELS, f"--model must be one of {', '.join(MODELS)}, got {m.model!r}"),
             (m.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {m.loss!r}"),
             (m.dim >= 1, f"--dim must be at least 1, got {m.dim}"),

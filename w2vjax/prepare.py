@@ -22,9 +22,11 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import zipfile
+import zlib
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -54,6 +56,8 @@ class Corpus:
     sentences: np.ndarray  # [S + 1] int64 boundaries into ids
     source: str
     ids_path: str = ""  # the file behind ids, read block by block by the streamer
+    corpus_sha256: str = ""  # of the corpus's (decompressed) text: what the work dir holds
+    vocab_sha256: str = ""  # of vocab.txt
 
     @property
     def num_words(self) -> int:
@@ -68,11 +72,12 @@ class Corpus:
 
 def open_corpus(path: str) -> BinaryIO:
     """A binary stream over the corpus text, whatever its container."""
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise CorpusError(f"corpus {path!r} does not exist")
     if os.path.isdir(path):
         raise CorpusError(f"corpus {path!r} is a directory; give a text file (.txt, .gz, .bz2 or .zip)")
-    if os.path.getsize(path) == 0:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a pipe reports size 0 and is read
         raise CorpusError(f"corpus {path!r} is empty")
     lower = path.lower()
     try:
@@ -102,10 +107,12 @@ def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int | None = None
     while True:
         try:
             block = stream.read(chunk_bytes)
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise CorpusError(f"corpus {name!r} is corrupt or truncated ({e})") from None
         if not block:
             break
+        if offset == 0 and not carry and block.startswith(b"\xef\xbb\xbf"):
+            block = block[3:]  # a UTF-8 byte order mark is not part of the first word
         data = carry + block
         cut = max(data.rfind(b" "), data.rfind(b"\n"), data.rfind(b"\t"), data.rfind(b"\r"))
         if cut < 0:
@@ -136,23 +143,22 @@ def _check_text(chunk: bytes, name: str, offset: int) -> None:
 
 
 def _fingerprint(path: str, min_count: int, max_vocab, max_sentence_length: int) -> dict:
-    st = os.stat(path)
+    st = os.stat(path)  # ctime and inode too: copies that keep the size and mtime (cp -p) change them
     return {"version": PREPARE_VERSION, "corpus": os.path.realpath(path), "bytes": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "min_count": min_count, "max_vocab": max_vocab,
+            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "min_count": min_count, "max_vocab": max_vocab,
             "max_sentence_length": max_sentence_length}
 
 
 def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None = None,
-            max_sentence_length: int = 10000) -> Corpus:
-    """Tokenise ``path`` into ``workdir`` (or reuse what an identical earlier call wrote)."""
+            max_sentence_length: int = 10000, force: bool = False) -> Corpus:
+    """Tokenise ``path`` into ``workdir`` (or reuse what an identical earlier call wrote, when
+    its files still match their recorded hashes; ``force`` always tokenises again)."""
+    path = os.fspath(path)
     data_dir = os.path.join(workdir, "data")
     meta_path = os.path.join(data_dir, "prepare.json")
     fp = _fingerprint(path, min_count, max_vocab, max_sentence_length) if os.path.isfile(path) else None
-    if fp is not None and os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get("fingerprint") == fp:
-            return load_corpus(workdir)
+    if fp is not None and not force and _reusable(workdir, fp):
+        return load_corpus(workdir)
     stream = open_corpus(path)
     os.makedirs(data_dir, exist_ok=True)
     if os.path.exists(meta_path):
@@ -160,7 +166,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
     tmp_ids = os.path.join(data_dir, "provisional.u32.tmp")
     try:
         with stream:
-            words, line_breaks, n_raw = _first_pass(stream, path, tmp_ids)
+            words, line_breaks, n_raw, corpus_sha = _first_pass(stream, path, tmp_ids)
         if n_raw == 0:
             raise CorpusError(f"corpus {path!r} holds no words (only whitespace)")
         counts = np.zeros(len(words), np.int64)
@@ -184,7 +190,8 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         vocab.save(os.path.join(workdir, "vocab.txt"))
         meta = {"fingerprint": fp, "raw_tokens": int(n_raw), "distinct_tokens": len(words),
                 "vocab_size": len(vocab), "train_words": vocab.total,
-                "sentences": int(len(sentences) - 1)}
+                "sentences": int(len(sentences) - 1), "corpus_sha256": corpus_sha,
+                "sha256": {name: _file_sha256(os.path.join(workdir, name)) for name in _HASHED}}
         atomic_write(meta_path, [json.dumps(meta, indent=2)])
     finally:
         if os.path.exists(tmp_ids):
@@ -197,8 +204,10 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
     index: dict[bytes, int] = {}
     breaks: list[int] = []  # raw token positions where a new line starts
     n = 0
+    digest = hashlib.sha256()
     with open(tmp_ids, "wb") as out:
         for chunk in iter_text_chunks(stream, name):
+            digest.update(chunk)
             if b"\n" in chunk:
                 toks = []
                 pieces = chunk.split(b"\n")
@@ -212,7 +221,31 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
             out.write(ids.tobytes())
             n += len(toks)
     words = [w.decode("utf-8") for w in index]
-    return words, np.asarray(breaks, np.int64), n
+    return words, np.asarray(breaks, np.int64), n, digest.hexdigest()
+
+
+_HASHED = ("vocab.txt", "data/ids.u32", "data/sentences.npy")
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _reusable(workdir: str, fp: dict) -> bool:
+    """Whether ``data/`` holds this corpus prepared these ways, every file as its hash was
+    recorded (an edited or damaged file, or a work dir of an older w2vjax, is prepared again)."""
+    try:
+        with open(os.path.join(workdir, "data", "prepare.json")) as f:
+            meta = json.load(f)
+        hashes = meta.get("sha256") or {}
+        return (meta.get("fingerprint") == fp and bool(meta.get("corpus_sha256")) and set(hashes) == set(_HASHED)
+                and all(_file_sha256(os.path.join(workdir, n)) == h for n, h in hashes.items()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def _second_pass(prov_path, n_raw, old_to_new, line_breaks, out_path, max_len) -> np.ndarray:
@@ -253,5 +286,16 @@ def load_corpus(workdir: str) -> Corpus:
     ids_path = os.path.join(data_dir, "ids.u32")
     ids = np.memmap(ids_path, np.uint32, "r", shape=(n,))
     sentences = np.load(os.path.join(data_dir, "sentences.npy"))
+    _check_ids(ids, len(vocab), workdir)
     source = (meta.get("fingerprint") or {}).get("corpus", "?")
-    return Corpus(vocab, ids, sentences, source, ids_path)
+    return Corpus(vocab, ids, sentences, source, ids_path, meta.get("corpus_sha256", ""),
+                  (meta.get("sha256") or {}).get("vocab.txt", ""))
+
+
+def _check_ids(ids: np.ndarray, vocab_size: int, workdir: str) -> None:
+    """Ids beyond the vocabulary would index past the tables (the CPU kernel does not check)."""
+    for s in range(0, len(ids), BLOCK_TOKENS):
+        top = int(ids[s: s + BLOCK_TOKENS].max())
+        if top >= vocab_size:
+            raise CorpusError(f"{os.path.join(workdir, 'data', 'ids.u32')} holds id {top} beyond the vocabulary "
+                              f"({vocab_size} words); run again with --force to prepare the corpus again")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import math
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engines, export, sharding, step as step_lib, windows
-from .checkpoint import Checkpoints
+from .checkpoint import Checkpoints, IdentityError, identity_diffs
 from .config import SAMPLED, Config, ConfigError
 from .prepare import Corpus, prepare
 from .progress import Progress
@@ -149,10 +150,73 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
                       "use another --workdir, or --force to discard its checkpoints and start over")
 
 
-def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, *,
-                       evaluate: bool = True, progress: bool = True, force: bool = False,
-                       log=print, stop_after_calls: Optional[int] = None,
-                       text_vectors: bool = True) -> dict[str, Any]:
+def workdir_identity(cfg: Config, data: Corpus) -> dict[str, Any]:
+    """What a work dir's checkpoints hold: the corpus (its text's hash), the vocabulary (size
+    and hash of vocab.txt) and the settings; saved with every checkpoint, checked on restore."""
+    return {"corpus_sha256": data.corpus_sha256, "vocab_size": len(data.vocab), "vocab_sha256": data.vocab_sha256,
+            "settings": _settings_but_epochs(cfg)}
+
+
+def _settings_but_epochs(cfg: Config) -> dict[str, Any]:
+    """The settings a checkpoint must share with the run that resumes it: all but the epoch count,
+    which only says where training ends (more epochs continue a finished run; config.json, see
+    :func:`check_workdir`, still tells a changed epoch count apart)."""
+    settings = cfg.identity()
+    return {**settings, "train": {k: v for k, v in settings["train"].items() if k != "epochs"}}
+
+
+def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
+    """Refuse (or with ``force`` discard) checkpoints that hold another corpus, vocabulary or
+    settings than ``identity``, before anything in the work dir is rewritten."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not (os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))):
+        return
+    manager = Checkpoints(workdir)
+    try:
+        saved = manager.saved_identity()
+    finally:
+        manager.close(raise_errors=False)
+    diffs = identity_diffs(saved, identity) if saved is not None else []
+    if diffs and force:
+        shutil.rmtree(ckpts)
+    elif diffs:
+        raise IdentityError(f"work dir {workdir!r} holds checkpoints of another run ({'; '.join(diffs[:3])}); "
+                            "use another --workdir, or --force to discard its checkpoints and start over")
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+    """Hold an exclusive ``flock`` on ``workdir/lock`` (holding this process's PID) for the
+    whole run: a second run on the same work dir would delete the first's in-flight saves."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            raise ConfigError(f"work dir {workdir!r} is in use by another w2vjax run (PID {pid}); "
+                              "wait for it to end or use another --workdir") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = None, **kw) -> dict[str, Any]:
+    """:func:`train_work_dir` (see there) holding the work dir's lock (process 0 only: the
+    others of a distributed run share its work dir or use their own)."""
+    with workdir_lock(workdir) if sharding.is_primary() else contextlib.nullcontext():
+        return train_work_dir(config, workdir, corpus, **kw)
+
+
+def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *,
+                   evaluate: bool = True, progress: bool = True, force: bool = False,
+                   log=print, stop_after_calls: Optional[int] = None,
+                   text_vectors: bool = True) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
@@ -172,7 +236,7 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     primary = sharding.is_primary()
     if not primary:  # only process 0 logs and writes the work dir's files
         log = lambda *a, **k: None  # noqa: E731
-    done = finished_summary(cfg, workdir)
+    done = finished_summary(cfg, workdir, corpus)
     if done is not None:
         log(f"{workdir} holds a finished run of these settings: nothing to train (summary.json left as it "
             "was; more --epochs continues it, another --workdir starts afresh)")
@@ -181,10 +245,12 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
     check_workdir(cfg, workdir, force and primary)
     sharding.sync("w2vjax:checked")
     args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
-    data = prepare(*args) if primary else None
+    data = prepare(*args, force=force) if primary else None
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
     data = data or prepare(*args)
     if primary:
+        if jax.process_count() == 1:  # an Orbax manager of one process alone would wait for the others
+            check_identity(workdir, workdir_identity(cfg, data), force)  # (several: restore checks it, in every one)
         export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
     clock.lap("prepare")
     _log_settings(cfg, corpus, data, log)
@@ -238,7 +304,7 @@ def _read_json(path: str) -> Optional[dict]:
         return None
 
 
-def finished_summary(cfg: Config, workdir: str) -> Optional[dict]:
+def finished_summary(cfg: Config, workdir: str, corpus: Optional[str] = None) -> Optional[dict]:
     """summary.json of ``workdir`` when it records a finished run of ``cfg``'s settings, else None.
     (summary.json is written last, with the settings it was trained with; config.json must
     agree, or a run with other settings has started in the work dir since.)"""
@@ -250,6 +316,12 @@ def finished_summary(cfg: Config, workdir: str) -> Optional[dict]:
         same = Config.from_dict(summary["config"]).identity() == Config.from_dict(config).identity() == cfg.identity()
     except ConfigError:
         return None
+    if same and corpus is not None and "corpus" in summary:  # the same settings on another text train anew
+        from . import metadata
+        try:
+            same = summary["corpus"].get("sha256") == metadata.corpus_info(corpus).get("sha256")
+        except OSError:  # prepare says what is wrong with the corpus
+            same = False
     return summary if same else None
 
 
@@ -429,6 +501,7 @@ class Loop:
     eval_seconds: float = 0.0
     checkpoint_seconds: float = 0.0
     calls: int = 0
+    identity: Optional[dict] = None  # of the work dir, saved with every checkpoint
 
     def __post_init__(self):
         self.words_per_epoch = self.total // self.cfg.train.epochs
@@ -500,7 +573,8 @@ class Loop:
             flat = [x for p in self.position for x in p]
             positions = [tuple(int(v) for v in row[i:i + 3]) for row in sharding.allgather_host(flat)
                          for i in range(0, len(flat), 3)]
-        return self.ckpt.save(self.layout.host_state(self.state), positions, self.words_done, self.cfg.identity())
+        return self.ckpt.save(self.layout.host_state(self.state), positions, self.words_done, self.cfg.identity(),
+                              self.identity)
 
     def evaluate(self) -> None:
         """Evaluate the current input vectors into metrics.jsonl; its time is not training time."""
@@ -518,9 +592,11 @@ class Loop:
         self.eval_seconds += dt
 
 
-def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int, log):
-    """The state to start from: the latest checkpoint's, or a new one; and the words done."""
-    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), log=log)
+def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int, log,
+                     identity: Optional[dict] = None):
+    """The state to start from: the latest checkpoint's (which must hold ``identity``), or a
+    new one; and the words done."""
+    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), log=log, identity=identity)
     if restored is None:
         return step_lib.init_state(cfg, vocab_size, layout), None, 0
     host_state, saved_position, words_done, _ = restored
@@ -552,14 +628,15 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     shards, total = layout.data_shards, streamer.total_words
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)
     ckpt = Checkpoints(workdir, cfg.train.keep)
+    identity = workdir_identity(cfg, data)
     state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total,
-                                                         log if primary else (lambda *a: None))
+                                                         log if primary else (lambda *a: None), identity)
     resumed = saved_position is not None
     keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done, cfg.train.epochs)
     loop = Loop(cfg, layout, vocab, ckpt, mlog, state, saved_position if resumed else position, words_done,
-                shards, total, primary, stop_after_calls)
+                shards, total, primary, stop_after_calls, identity=identity)
     # The prefetch thread also copies batches to the device(s), overlapping the step; except on
     # several CPU devices, where the XLA CPU runtime can deadlock on a collective while
     # another thread transfers to the same devices: there the main thread places them.

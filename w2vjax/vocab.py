@@ -75,9 +75,17 @@ class Vocab:
         return float((self.counts * self.keep_prob(sample)).sum() / self.total)
 
     def noise_probs(self, exponent: float = 0.75) -> np.ndarray:
-        """[V] float64 noise distribution ``count**exponent / sum``."""
-        w = self.counts.astype(np.float64) ** exponent
-        return w / w.sum()
+        """[V] float64 noise distribution ``count**exponent / sum``; computed from the counts
+        scaled by the largest when the powers overflow (large exponents), which gives the
+        same distribution instead of NaN."""
+        counts = self.counts.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = counts ** exponent
+            total = w.sum()
+        if not np.isfinite(total) or total <= 0:
+            w = (counts / counts.max()) ** exponent
+            total = w.sum()
+        return w / total
 
     def huffman(self) -> Huffman:
         return huffman_tree(self.counts)
@@ -91,11 +99,14 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
         words, counts = [], []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                parts = line.split()
+        with open(path, "rb") as f:  # split as prepare does: on ASCII whitespace bytes only (not NBSP)
+            for n, raw in enumerate(f, 1):
+                try:
+                    parts = [p.decode("utf-8") for p in raw.split()]
+                except UnicodeDecodeError:
+                    raise VocabError(f"{path}:{n}: not UTF-8 text") from None
                 if len(parts) != 2 or not parts[1].isdigit():
-                    raise VocabError(f"{path}:{n}: expected 'word count', got {line.strip()!r}")
+                    raise VocabError(f"{path}:{n}: expected 'word count', got {raw.strip().decode('utf-8', 'replace')!r}")
                 words.append(parts[0])
                 counts.append(int(parts[1]))
         return cls(tuple(words), np.asarray(counts, np.int64))

@@ -23,6 +23,7 @@ accelerator default), ``TokenRows`` from which the XLA and mesh engines make the
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 from ..config import Config, ConfigError
@@ -89,7 +90,9 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
 
 def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool) -> None:
     """Refuse, in one line and before anything is allocated, tables that cannot fit a device's
-    memory (where the device reports it: GPUs and TPUs; CPU memory is not checked)."""
+    memory (where the device reports it: GPUs and TPUs), or on CPU the host's, which holds the
+    tables, a copy for each checkpoint save and one for the export."""
+    _check_host_memory(cfg, rows, devices)
     try:
         limit = (devices[0].memory_stats() or {}).get("bytes_limit")
     except Exception:  # noqa: BLE001 - a backend without memory stats
@@ -102,6 +105,22 @@ def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool) -> None:
             f"the two tables need {need / 2**30:.1f} GiB per device ({rows['emb_in']:,} words x dim "
             f"{cfg.model.dim}), more than the {getattr(devices[0], 'device_kind', 'device')}'s "
             f"{limit / 2**30:.1f} GiB; use --shard-tables over more devices, a smaller --dim or --max-vocab")
+
+
+def _check_host_memory(cfg: Config, rows: dict, devices) -> None:
+    try:
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if not devices or getattr(devices[0], "platform", None) != "cpu":
+        return
+    copies = 3
+    need = copies * sum(rows.values()) * cfg.model.dim * 4
+    if need > 0.9 * host:
+        raise ConfigError(
+            f"the two tables ({rows['emb_in']:,} words x dim {cfg.model.dim}) need about {need / 2**30:.1f} GiB "
+            f"of host memory ({copies} copies: training, checkpoint saves, export), more than this machine's "
+            f"{host / 2**30:.1f} GiB; use a smaller --dim or --max-vocab")
 
 
 def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):

@@ -1,0 +1,91 @@
+"""A sweep of bad inputs and faults through the CLI: each ends with exit 2 and one line on
+stderr (no traceback), and leaves the work dir untouched (or usable).  In-process and before
+training starts, so the sweep stays fast."""
+
+import gzip
+import io
+import os
+import zipfile
+
+import pytest
+
+from w2vjax import cli
+
+
+def _corpora(d):
+    good = b"alpha beta gamma delta " * 50
+    files = {"good.txt": good, "empty.txt": b"", "nul.txt": b"alpha \0 beta " * 10,
+             "latin1.txt": "caf\xe9 ".encode("latin-1") * 10, "spaces.txt": b"   \n\t  \n",
+             "badzip.zip": b"PK\x03\x04 not really a zip",
+             "truncated.gz": gzip.compress(good)[:40]}
+    raw = bytearray(gzip.compress(good * 40))
+    raw[len(raw) // 2: len(raw) // 2 + 8] = b"\xff" * 8
+    files["corrupt.gz"] = bytes(raw)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", good)
+        z.writestr("b.txt", good)
+    files["two.zip"] = buf.getvalue()
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    (d / "adir").mkdir()
+    (d / "bad.vec").write_text("3 999999999999\nalpha 1 2\n")
+    (d / "short.vec").write_text("2 3\nalpha 1 2 3\n")
+    return d
+
+
+SETTINGS = [["--dim", "0"], ["--dim", "x"], ["--window", "0"], ["--epochs", "0"], ["--epochs", "1.5"],
+            ["--lr", "0"], ["--lr", "nan"], ["--lr", "inf"], ["--noise-exponent", "inf"],
+            ["--noise-exponent", "-1"], ["--sample", "-1"], ["--sample", "nan"], ["--seed", "-1"],
+            ["--seed", "1e20"], ["--min-count", "0"], ["--max-vocab", "1"], ["--negative", "-1"],
+            ["--model", "glove"], ["--loss", "glove"], ["--loss", "nce", "--negative", "0"], ["--batch-size", "0"], ["--steps-per-call", "0"],
+            ["--keep", "0"], ["--min-lr-ratio", "2"], ["--max-sentence-length", "1"], ["--threads", "-1"],
+            ["--pallas", "--cpu-kernel"], ["--no-such-flag"]]
+CORPORA = ["missing.txt", "adir", "empty.txt", "nul.txt", "latin1.txt", "spaces.txt", "badzip.zip",
+           "truncated.gz", "corrupt.gz", "two.zip"]
+VECTORS = [["neighbors", "bad.vec", "alpha"], ["neighbors", "short.vec", "alpha"],
+           ["neighbors", "missing.vec", "alpha"], ["analogy", "missing.vec", "a", "b", "c"]]
+CASES = ([("locked", ["good.txt"])] + [("settings", a) for a in SETTINGS] + [("corpus", [c]) for c in CORPORA]
+         + [("vectors", v) for v in VECTORS])
+
+
+@pytest.mark.parametrize("kind,args", CASES, ids=["-".join(a) for _, a in CASES])
+def test_bad_input_exits_2_with_one_line(kind, args, tmp_path, capsys, monkeypatch):
+    d = _corpora(tmp_path)
+    monkeypatch.chdir(d)
+    work = d / "work"
+    if kind == "settings":
+        argv = ["train", "good.txt", "--workdir", str(work), "--quiet", "--no-eval"] + args
+    elif kind == "corpus":
+        argv = ["train", args[0], "--workdir", str(work), "--quiet", "--no-eval", "--min-count", "1"]
+    else:
+        argv = args
+    if kind == "locked":  # another run holds the work dir
+        from w2vjax.train import workdir_lock
+        argv = ["train", "good.txt", "--workdir", str(work), "--quiet", "--no-eval", "--min-count", "1"]
+        lock = workdir_lock(str(work))
+        lock.__enter__()
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    finally:
+        if kind == "locked":
+            lock.__exit__(None, None, None)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and "Traceback" not in err and lines[0].startswith(("w2vjax: error:", "usage:")) \
+        or (len(lines) == 2 and lines[0].startswith("usage:")), err
+    # nothing half-written: no checkpoints, no vectors, no config
+    for name in ("checkpoints", "config.json", "vectors.bin", "vectors.txt"):
+        assert not (work / name).exists(), (name, os.listdir(work))
+
+
+def test_tables_beyond_the_host_memory_are_refused_before_work(tmp_path, capsys):
+    (tmp_path / "c.txt").write_bytes(" ".join(f"w{i}" for i in range(3000)).encode() * 2)
+    rc = cli.main(["train", str(tmp_path / "c.txt"), "--workdir", str(tmp_path / "w"), "--min-count", "1",
+                   "--dim", "2000000", "--quiet", "--no-eval"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "GiB of host memory" in err[0] and "--dim" in err[0], err
+    assert not (tmp_path / "w" / "checkpoints").exists()
