@@ -187,8 +187,21 @@ def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
 @contextlib.contextmanager
 def workdir_lock(workdir: str):
     """Hold an exclusive ``flock`` on ``workdir/lock`` (holding this process's PID) for the
-    whole run: a second run on the same work dir would delete the first's in-flight saves."""
+    whole run: a second run on the same work dir would delete the first's in-flight saves.  A work
+    dir this run made and left holding nothing but the lock (a run refused before it wrote
+    anything) is removed again."""
+    made = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
+    try:
+        with _locked(workdir):
+            yield
+    finally:
+        if made and os.listdir(workdir) in (["lock"], []):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(workdir: str):
     with open(os.path.join(workdir, "lock"), "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
