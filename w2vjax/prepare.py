@@ -20,6 +20,7 @@ and how; written last, so its presence means the rest is complete).
 from __future__ import annotations
 
 import bz2
+import collections
 import dataclasses
 import gzip
 import hashlib
@@ -201,7 +202,9 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
 
 def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
     """Provisional ids (first-occurrence order) to ``tmp_ids``; returns (words, line breaks, n)."""
-    index: dict[bytes, int] = {}
+    index: dict[bytes, int] = collections.defaultdict()
+    index.default_factory = index.__len__  # an unseen token gets the next id, all in C (no Python frame per token)
+    lookup = index.__getitem__
     breaks: list[int] = []  # raw token positions where a new line starts
     n = 0
     digest = hashlib.sha256()
@@ -217,7 +220,7 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
                         breaks.append(n + len(toks))
             else:
                 toks = chunk.split()
-            ids = np.fromiter((index.setdefault(t, len(index)) for t in toks), np.uint32, len(toks))
+            ids = np.fromiter(map(lookup, toks), np.uint32, len(toks))
             out.write(ids.tobytes())
             n += len(toks)
     words = [w.decode("utf-8") for w in index]
