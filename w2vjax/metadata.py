@@ -5,7 +5,6 @@ devices.  Written into ``config.json`` (``resolved``) and ``summary.json`` (``en
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from importlib import metadata as importlib_metadata
@@ -14,7 +13,6 @@ from typing import Any, Optional
 from .config import Config
 
 PACKAGES = ("w2vjax", "jax", "jaxlib", "optax", "orbax-checkpoint", "numpy")
-_HASH_CHUNK = 1 << 22
 
 
 def resolved_settings(cfg: Config, engine) -> dict[str, Any]:
@@ -59,11 +57,8 @@ def git_commit() -> Optional[str]:
 
 def corpus_info(path: str) -> dict[str, Any]:
     """The corpus file's path, size and sha256 (of its bytes as stored, compressed or not)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            h.update(chunk)
-    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
+    from .prepare import file_sha256
+    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
 def environment() -> dict[str, Any]:

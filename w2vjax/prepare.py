@@ -192,7 +192,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         meta = {"fingerprint": fp, "raw_tokens": int(n_raw), "distinct_tokens": len(words),
                 "vocab_size": len(vocab), "train_words": vocab.total,
                 "sentences": int(len(sentences) - 1), "corpus_sha256": corpus_sha,
-                "sha256": {name: _file_sha256(os.path.join(workdir, name)) for name in _HASHED}}
+                "sha256": {name: file_sha256(os.path.join(workdir, name)) for name in _HASHED}}
         atomic_write(meta_path, [json.dumps(meta, indent=2)])
     finally:
         if os.path.exists(tmp_ids):
@@ -230,7 +230,8 @@ def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
 _HASHED = ("vocab.txt", "data/ids.u32", "data/sentences.npy")
 
 
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, read in 4 MiB blocks (prepared files; metadata's corpus record)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -246,7 +247,7 @@ def _reusable(workdir: str, fp: dict) -> bool:
             meta = json.load(f)
         hashes = meta.get("sha256") or {}
         return (meta.get("fingerprint") == fp and bool(meta.get("corpus_sha256")) and set(hashes) == set(_HASHED)
-                and all(_file_sha256(os.path.join(workdir, n)) == h for n, h in hashes.items()))
+                and all(file_sha256(os.path.join(workdir, n)) == h for n, h in hashes.items()))
     except (OSError, ValueError, AttributeError, TypeError):
         return False
 
