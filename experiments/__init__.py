@@ -11,4 +11,4 @@ used by the tests).  :mod:`experiments.running` trains a variant (work dirs, res
 README.md here for each study's command, runtime and answers.
 """
 
-STUDIES = ("objectives", "knobs", "seeds", "reference")
+STUDIES = ("objectives", "knobs", "seeds", "reference", "simlex")

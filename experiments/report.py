@@ -24,7 +24,7 @@ METRICS = [("analogy_total", "analogy %", 100.0), ("analogy_semantic", "sem %", 
            ("simlex999_spearman", "SimLex-999", 1.0)]
 # settings shown in the table where they differ between rows (the learning rate is always shown)
 SHOWN_SETTINGS = ("model", "loss", "negative", "sample", "dim", "window", "noise_exponent", "epochs",
-                  "seed", "max_vocab", "min_count", "batch_size")
+                  "seed", "max_vocab", "min_count", "batch_size", "threads", "row_update_cap")
 ALPHA = 0.05  # two-sided level of the seeds' t-tests
 
 
@@ -37,7 +37,9 @@ def collect(name: str, v: Variant, corpus: str, workroot: str) -> dict:
            "sample": cfg.data.sample, "dim": cfg.model.dim, "window": cfg.data.window,
            "noise_exponent": cfg.data.noise_exponent if ns else "", "epochs": cfg.train.epochs,
            "seed": cfg.train.seed, "max_vocab": cfg.data.max_vocab or "", "min_count": cfg.data.min_count,
-           "lr": run_lr(v), "batch_size": cfg.batch_size if v.tool == "w2vjax" else ""}
+           "lr": run_lr(v), "batch_size": cfg.batch_size if v.tool == "w2vjax" else "",
+           "threads": cfg.train.threads if v.tool == "w2vjax" else "",
+           "row_update_cap": cfg.row_cap if v.tool == "w2vjax" else ""}
     workdir = os.path.join(workroot, run_key(v, corpus))
     row["workdir"] = os.path.relpath(workdir, workroot)
     path = os.path.join(workdir, "summary.json")
@@ -158,7 +160,9 @@ def welch(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, f
     return diff, float(ci.low), float(ci.high), float(t.pvalue)
 
 
-def seed_markdown(stats: list[dict]) -> str:
+def seed_markdown(stats: list[dict], compare=None) -> str:
+    """The seed table and the pairwise tests; ``compare(a, b)`` (a study's ``seed_pair``) picks the
+    pairs of groups tested, default all."""
     head = ["configuration", "seeds"] + [label for _, label, _ in METRICS] + ["raw words/s"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for st in stats:
@@ -171,7 +175,7 @@ def seed_markdown(stats: list[dict]) -> str:
     pairs = []
     for i, a in enumerate(stats):
         for b in stats[i + 1:]:
-            if a["n"] < 2 or b["n"] < 2:
+            if a["n"] < 2 or b["n"] < 2 or (compare is not None and not compare(a["group"], b["group"])):
                 continue
             cells = [f"{a['group']} - {b['group']}"]
             for k, _, scale in METRICS:
@@ -255,7 +259,7 @@ def report(study: str, module, rows: list[dict], workroot: str, outdir: str, cor
     if noise:
         parts += ["", noise]
     if stats:
-        parts += ["", "### Spread over seeds", "", seed_markdown(stats)]
+        parts += ["", "### Spread over seeds", "", seed_markdown(stats, getattr(module, "seed_pair", None))]
     extra = getattr(module, "notes", None)
     if extra is not None:
         parts += ["", extra(rows)]

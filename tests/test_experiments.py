@@ -66,6 +66,8 @@ def test_smoke_variant_runs_and_reports(study, study_dirs):
         assert "Spread over seeds" in md and "| smoke | 1,2 |" in md
     if study == "knobs":
         _png(os.path.join(outdir, "knobs.png"))
+    if study == "simlex":  # batch 1 (word2vec.c's per-pair updates) runs; seeds are aggregated
+        assert str(rows["smoke"]["batch_size"]) == "1" and "| smoke | 1,2 |" in md
     if study == "reference":
         assert rows["smoke-gensim"]["tool"] == "gensim" and "gensim" in rows["smoke-gensim"]["tool_version"]
         # gensim ran at w2vjax's CBOW rate, and the table says so for both rows
@@ -167,3 +169,15 @@ def test_seed_differences_by_welchs_t_test():
     assert diff == pytest.approx(-19 / 6) and lo < diff < hi < 0 and p < 0.05
     diff, lo, hi, p = welch([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])
     assert lo < 0 < hi and p > 0.05
+
+
+def test_simlex_tests_each_group_against_its_own_gensim():
+    from experiments import simlex
+    assert simlex.seed_pair("enwiki-sgns-gensim", "enwiki-sgns-t2-b1")
+    assert simlex.seed_pair("enwiki-sgns-default", "enwiki-sgns-nocap")
+    assert not simlex.seed_pair("enwiki-sgns-t2-b1", "enwiki-sgns-nocap")  # neither is a reference
+    assert not simlex.seed_pair("enwiki-cbowns-gensim", "enwiki-sgns-default")  # another configuration
+    assert not simlex.seed_pair("head-sgns-gensim", "enwiki-sgns-default")  # another corpus
+    v = simlex.variants()
+    assert v["head-sgns-t1-b1-seed2"].settings["steps_per_call"] == simlex.CALL  # same call size at batch 1
+    assert v["enwiki-sghs-gensim-seed3"].tool == "gensim" and v["enwiki-sghs-gensim-seed3"].settings["loss"] == "hs"
