@@ -14,8 +14,9 @@ def _choose(platform="cpu", devices=1, **settings):
 
 
 @pytest.mark.skipif(not KERNEL, reason="no C++ compiler for the CPU kernel")
-@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])
-def test_one_cpu_device_runs_the_kernel_for_ns_and_hs(model, loss):
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs"),
+                                        ("skipgram", "nce"), ("cbow", "nce")])
+def test_one_cpu_device_runs_the_kernel_for_ns_nce_and_hs(model, loss):
     cfg, e = _choose(model=model, loss=loss)
     assert e.name == "cpu_kernel" and e.threads == cpu_kernel.default_threads() and not e.device_windows
     assert cfg.batch_size == 256
@@ -25,7 +26,6 @@ def test_one_cpu_device_runs_the_kernel_for_ns_and_hs(model, loss):
 @pytest.mark.parametrize("settings,platform,devices,name,why", [
     ({"cpu_kernel": False}, "cpu", 1, "xla", "--no-cpu-kernel"),
     ({"loss": "softmax"}, "cpu", 1, "xla", "not softmax"),
-    ({"loss": "nce"}, "cpu", 1, "xla", "not nce"),
     ({"loss": "sampled-softmax"}, "cpu", 1, "xla", "not sampled-softmax"),
     ({"model": "skipgram", "shared_negatives": True}, "cpu", 1, "xla", "--shared-negatives"),
     ({}, "cpu", 4, "mesh", "4 devices"),
@@ -50,7 +50,7 @@ def test_accelerators_make_examples_on_the_device_with_16x_batches():
 
 @pytest.mark.parametrize("settings,platform,devices", [
     ({"cpu_kernel": True}, "gpu", 1), ({"cpu_kernel": True}, "cpu", 2),
-    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1), ({"cpu_kernel": True, "loss": "nce"}, "cpu", 1)])
+    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1), ({"cpu_kernel": True, "loss": "sampled-softmax"}, "cpu", 1)])
 def test_asking_for_the_kernel_where_it_cannot_run_is_refused(settings, platform, devices):
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         _choose(platform, devices, **settings)

@@ -1,4 +1,4 @@
-// The CPU fast path of w2vjax's update for negative sampling and hierarchical softmax: a whole
+// The CPU fast path of w2vjax's update for negative sampling, NCE and hierarchical softmax: a whole
 // jitted call's micro-batches (steps) of `losses.logistic_rows` updates in one fused loop,
 // called from XLA through the FFI (w2vjax/kernel.py builds and registers it).
 //
@@ -9,12 +9,12 @@
 // Rong's notation, for an example with input rows u_c (weights hw_c) and output rows v_j
 // (sign s_j, weight w_j):
 //
-//   h = sum_c hw_c u_c,   x_j = v_j . h,   a_j = w_j s_j sigma(-s_j x_j)   (= -dL/dx_j)
+//   h = sum_c hw_c u_c,   x_j = v_j . h - o_j,   a_j = w_j s_j sigma(-s_j x_j)   (= -dL/dx_j)
 //   loss = sum_j w_j softplus(-s_j x_j)                                    (= -w_j log sigma(s_j x_j))
 //   v_j += out_coef_j a_j h / r(v_j),   u_c += in_coef_c sum_j a_j v_j / r(u_c)
 //
-// where in_coef / out_coef carry the learning rate and CBOW's gradient convention (computed by
-// the caller in XLA), and r(row) = max(1, touches / cap) is the row-update cap, touches = the
+// with o_j = 0 but for NCE (the offset entry: each slot's logit less log(k q(w_j))), where in_coef /
+// out_coef carry the learning rate and CBOW's gradient convention (computed by the caller in XLA), and r(row) = max(1, touches / cap) is the row-update cap, touches = the
 // slots of the row with a nonzero coefficient in the micro-batch (counted here).  Several
 // threads either run Hogwild (each its own range of micro-batches, as one thread would, without
 // locks: word2vec.c's and gensim's threads do the same) or share each micro-batch by rows
@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -293,11 +294,13 @@ struct DenseOut {
   const float* weight;
   const float* coef;
   int64_t j;
+  const float* offset = nullptr;  // [S, B, J] or none: NCE's log(k q(w)), subtracted from the logit
   int64_t Count(int64_t) const { return j; }
   int32_t Id(int64_t ex, int64_t k) const { return ids[ex * j + k]; }
   float Sign(int64_t ex, int64_t k) const { return sign[ex * j + k]; }
   float Weight(int64_t ex, int64_t k) const { return weight[ex * j + k]; }
   float Coef(int64_t ex, int64_t k) const { return coef[ex * j + k]; }
+  float Offset(int64_t ex, int64_t k) const { return offset != nullptr ? offset[ex * j + k] : 0.0f; }
 };
 
 // Hierarchical softmax: example ex's output slots are the Huffman path of its word, looked up
@@ -321,6 +324,7 @@ struct PathOut {
   float Sign(int64_t ex, int64_t k) const { return signs[word[ex] * j + k]; }
   float Weight(int64_t ex, int64_t) const { return weight[ex]; }
   float Coef(int64_t ex, int64_t) const { return coef[ex]; }
+  float Offset(int64_t, int64_t) const { return 0.0f; }
 };
 
 template <class Out>
@@ -461,7 +465,7 @@ void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atom
         rows[n] = p.emb_out + id * d;
         wt[n] = p.out.Weight(ex, k);
         sg[n] = p.out.Sign(ex, k);
-        sx[n] = sg[n] * Dot(rows[n], h, d);
+        sx[n] = sg[n] * (Dot(rows[n], h, d) - p.out.Offset(ex, k));
         mine[n++] = static_cast<int32_t>(k);
       }
       my_loss[e] = Logistic(sx.data(), wt.data(), sg.data(), n);
@@ -593,6 +597,28 @@ void Run(Problem<Out>& p, int64_t threads, int64_t hogwild) {
   for (auto& th : pool) th.join();
 }
 
+// Negative sampling's slots; with `offset`, NCE's (each logit less its slot's log(k q(w))).
+ffi::Error DenseUpdate(const char* name, ffi::Buffer<ffi::F32>& emb_in, ffi::Buffer<ffi::F32>& emb_out,
+                       ffi::Buffer<ffi::S32>& in_ids, ffi::Buffer<ffi::F32>& in_hw,
+                       ffi::Buffer<ffi::F32>& in_coef, ffi::Buffer<ffi::S32>& out_ids,
+                       ffi::Buffer<ffi::F32>& sign, ffi::Buffer<ffi::F32>& weight,
+                       ffi::Buffer<ffi::F32>& out_coef, const ffi::Buffer<ffi::F32>* offset,
+                       ffi::ResultBuffer<ffi::F32>& new_in, ffi::ResultBuffer<ffi::F32>& new_out,
+                       ffi::ResultBuffer<ffi::F32>& loss, int64_t threads, int64_t hogwild, float cap) {
+  auto di = in_ids.dimensions(), dout = out_ids.dimensions();
+  Problem<DenseOut> p;
+  if (dout.size() != 3 || di.size() != 3 || di[0] != dout[0] || di[1] != dout[1] ||
+      sign.element_count() != out_ids.element_count() || weight.element_count() != out_ids.element_count() ||
+      out_coef.element_count() != out_ids.element_count() ||
+      (offset != nullptr && offset->element_count() != out_ids.element_count()) ||
+      !Setup(p, emb_in, emb_out, in_ids, in_hw, in_coef, new_in, new_out, loss, cap))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, std::string("w2vjax ") + name + ": shapes do not match");
+  p.out = DenseOut{out_ids.typed_data(), sign.typed_data(), weight.typed_data(), out_coef.typed_data(), dout[2],
+                   offset != nullptr ? offset->typed_data() : nullptr};
+  Run(p, threads, hogwild);
+  return ffi::Error::Success();
+}
+
 ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
                           ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
                           ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
@@ -600,16 +626,19 @@ ffi::Error LogisticUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> em
                           ffi::Buffer<ffi::F32> out_coef, ffi::ResultBuffer<ffi::F32> new_in,
                           ffi::ResultBuffer<ffi::F32> new_out, ffi::ResultBuffer<ffi::F32> loss,
                           int64_t threads, int64_t hogwild, float cap) {
-  auto di = in_ids.dimensions(), dout = out_ids.dimensions();
-  Problem<DenseOut> p;
-  if (dout.size() != 3 || di.size() != 3 || di[0] != dout[0] || di[1] != dout[1] ||
-      sign.element_count() != out_ids.element_count() || weight.element_count() != out_ids.element_count() ||
-      out_coef.element_count() != out_ids.element_count() ||
-      !Setup(p, emb_in, emb_out, in_ids, in_hw, in_coef, new_in, new_out, loss, cap))
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "w2vjax logistic_update: shapes do not match");
-  p.out = DenseOut{out_ids.typed_data(), sign.typed_data(), weight.typed_data(), out_coef.typed_data(), dout[2]};
-  Run(p, threads, hogwild);
-  return ffi::Error::Success();
+  return DenseUpdate("logistic_update", emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
+                     nullptr, new_in, new_out, loss, threads, hogwild, cap);
+}
+
+ffi::Error OffsetUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
+                        ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
+                        ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
+                        ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
+                        ffi::Buffer<ffi::F32> out_coef, ffi::Buffer<ffi::F32> offset,
+                        ffi::ResultBuffer<ffi::F32> new_in, ffi::ResultBuffer<ffi::F32> new_out,
+                        ffi::ResultBuffer<ffi::F32> loss, int64_t threads, int64_t hogwild, float cap) {
+  return DenseUpdate("offset_update", emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
+                     &offset, new_in, new_out, loss, threads, hogwild, cap);
 }
 
 ffi::Error PathUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
@@ -665,6 +694,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
                                               .Arg<ffi::Buffer<ffi::F32>>()    // sign [S, B, J]
                                               .Arg<ffi::Buffer<ffi::F32>>()    // weight [S, B, J]
                                               .Arg<ffi::Buffer<ffi::F32>>()));  // out_coef [S, B, J]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vOffsetUpdate, OffsetUpdate,
+                              BindResults(BindTablesAndInputs()
+                                              .Arg<ffi::Buffer<ffi::S32>>()    // out_ids [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // sign [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // weight [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // out_coef [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()));  // offset [S, B, J]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vPathUpdate, PathUpdate,
                               BindResults(BindTablesAndInputs()
