@@ -171,7 +171,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
     path = os.fspath(path)
     data_dir = os.path.join(workdir, "data")
     meta_path = os.path.join(data_dir, "prepare.json")
-    given = Vocab.load(read_vocab) if read_vocab is not None else None
+    given = _read_vocab(read_vocab, min_count, max_vocab) if read_vocab is not None else None
     vocab_key = (read_vocab, file_sha256(read_vocab)) if read_vocab is not None else None
     fp = _fingerprint(path, min_count, max_vocab, max_sentence_length, vocab_key) if os.path.isfile(path) else None
     if fp is not None and not force and _reusable(workdir, fp):
@@ -191,7 +191,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         for s in range(0, n_raw, BLOCK_TOKENS):
             counts += np.bincount(read_u32(tmp_ids, s, min(s + BLOCK_TOKENS, n_raw)), minlength=len(words))
         if given is not None:
-            vocab, old_to_new = _given_vocab(given, words, counts, min_count, max_vocab, read_vocab, path)
+            vocab, old_to_new = given, _map_to(given, words, counts, read_vocab, path)
         else:
             vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
         if len(vocab) == 0:
@@ -220,20 +220,25 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
     return load_corpus(workdir)
 
 
-def _given_vocab(given: Vocab, words: list, counts: np.ndarray, min_count: int, max_vocab, vocab_path: str,
-                 corpus: str) -> tuple[Vocab, np.ndarray]:
-    """A read vocabulary (after ``min_count`` / ``max_vocab``, sorted by its counts) and the map
-    from the corpus's provisional ids to its ids (-1: not in it, dropped like a rare word)."""
+def _read_vocab(path: str, min_count: int, max_vocab) -> Vocab:
+    """A vocabulary file's words and counts after ``min_count`` / ``max_vocab``, sorted by count."""
+    given = Vocab.load(path)
     vocab, _ = build_vocab(list(given.words), given.counts, min_count, max_vocab)
     if len(vocab) < 2:
-        raise CorpusError(f"vocabulary {vocab_path!r} has {len(vocab)} word(s) with a count of --min-count "
+        raise CorpusError(f"vocabulary {path!r} has {len(vocab)} word(s) with a count of --min-count "
                           f"{min_count} or more; at least 2 are needed")
+    return vocab
+
+
+def _map_to(vocab: Vocab, words: list, counts: np.ndarray, vocab_path: str, corpus: str) -> np.ndarray:
+    """The map from the corpus's provisional ids to ``vocab``'s (-1: not in it, dropped like a
+    rare word)."""
     index = vocab.index
     old_to_new = np.fromiter((index.get(w, -1) for w in words), np.int64, len(words))
     if int(counts[old_to_new >= 0].sum()) < 2:
         raise CorpusError(f"corpus {corpus!r} holds fewer than 2 tokens of the vocabulary {vocab_path!r}; "
                           "is it the vocabulary of this corpus?")
-    return vocab, old_to_new
+    return old_to_new
 
 
 def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
