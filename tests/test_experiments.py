@@ -34,7 +34,7 @@ def _png(path):
 @pytest.mark.parametrize("study", STUDIES)
 def test_smoke_variant_runs_and_reports(study, study_dirs):
     d = study_dirs
-    out = run_study(study, "smoke*", d["corpus"], d["work"], d["results"])
+    out = run_study(study, "smoke*", d["corpus"], d["work"], d["results"], log=lambda *a: None)
     smoke = [n for n in out["statuses"]]
     assert "smoke" in smoke and all(s in ("ran", "done") for s in out["statuses"].values()), out["statuses"]
     outdir = os.path.join(d["results"], study)
@@ -76,7 +76,7 @@ def test_smoke_variant_runs_and_reports(study, study_dirs):
 
 def test_resuming_a_finished_study_does_not_retrain(study_dirs):
     d = study_dirs
-    run_study("objectives", "smoke", d["corpus"], d["work"], d["results"])
+    run_study("objectives", "smoke", d["corpus"], d["work"], d["results"], log=lambda *a: None)
     v = load_study("objectives").variants()["smoke"]
     summary = os.path.join(d["work"], run_key(v, d["corpus"]), "summary.json")
     before = os.stat(summary).st_mtime_ns, open(summary).read()
