@@ -309,7 +309,9 @@ class Config:
 def make_config(**flat: Any) -> Config:
     """Build a validated Config from flat keyword arguments (``dim=100, model='skipgram'``).
 
-    Every field name of the three sections is accepted; ``None`` means "default".
+    Every field name of the three sections is accepted; ``None`` means "default".  File
+    settings (:data:`PATH_FIELDS`) are stored as absolute paths, so the same run resumed from
+    another folder has the same identity.
     """
     parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     owner = {f.name: name for name, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
