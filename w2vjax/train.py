@@ -230,7 +230,7 @@ def load_init_vectors(path: str, vocab, dim: int) -> WarmStart:
     record = {"path": os.path.abspath(path), "sha256": file_sha256(path), "file_words": len(vectors),
               "vocab_words_initialised": len(found), "vocab_size": len(vocab)}
     logger.info(f"--init-vectors {path}: {len(found):,} of the vocabulary's {len(vocab):,} words initialised "
-                f"from its {len(vectors):,} vectors (the others random)")
+                f"from its {len(vectors):,} vectors{' (the others random)' if len(found) < len(vocab) else ''}")
     return WarmStart(rows, values, record)
 
 
