@@ -66,7 +66,7 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
                       batch_size=args.batch_size, row_update_cap=args.row_update_cap,
                       shared_negatives=args.shared_negatives or None, device_windows=device_windows,
                       cpu_kernel=cpu_kernel, threads=threads)
-    s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False, log=lambda *a: None)
+    s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False)
     import jax
     nproc = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
     rows = f", device windows {s['device_rows'][0]}x{s['device_rows'][1]} tokens" if s["device_windows"] else ""

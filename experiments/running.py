@@ -199,6 +199,6 @@ def run_variant(name: str, v: Variant, corpus: str, workroot: str, log=print) ->
         from w2vjax.train import train_and_evaluate
         cfg = make_config(**{**PINNED, **v.settings, "keep": 1})  # resuming needs only the latest checkpoint
         _link_prepared(corpus, cfg, workroot, workdir, log)
-        train_and_evaluate(cfg, workdir, corpus, evaluate=True, progress=False, log=lambda *a: None)
+        train_and_evaluate(cfg, workdir, corpus, evaluate=True, progress=False)
     log(f"[{time.strftime('%H:%M:%S')}] {name}: finished in {time.time() - t0:.0f} s")
     return "ran", workdir

@@ -51,7 +51,7 @@ def train(corpus, stop=None, **kw):
     # CPU kernel agrees with it to rounding, tests/test_kernel.py; here the layouts are compared)
     cfg = make_config(**dict(dict(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3,
                                   cpu_kernel=False), **kw))
-    s = train_and_evaluate(cfg, wd, corpus, evaluate=False, progress=False, log=lambda *a: None,
+    s = train_and_evaluate(cfg, wd, corpus, evaluate=False, progress=False,
                            stop_after_calls=stop)
     return s, np.asarray(__import__("w2vjax").load_vectors(os.path.join(wd, "vectors.bin")).vectors)
 

@@ -40,7 +40,8 @@ SETTINGS = [["--dim", "0"], ["--dim", "x"], ["--window", "0"], ["--epochs", "0"]
             ["--seed", "1e20"], ["--min-count", "0"], ["--max-vocab", "1"], ["--negative", "-1"],
             ["--model", "glove"], ["--loss", "glove"], ["--loss", "nce", "--negative", "0"], ["--batch-size", "0"], ["--steps-per-call", "0"],
             ["--keep", "0"], ["--min-lr-ratio", "2"], ["--max-sentence-length", "1"], ["--threads", "-1"],
-            ["--pallas", "--cpu-kernel"], ["--no-such-flag"]]
+            ["--pallas", "--cpu-kernel"], ["--no-such-flag"], ["--init-vectors", "missing.vec"],
+            ["--init-vectors", "short.vec"], ["--read-vocab", "missing.vocab"], ["--read-vocab", "bad.vec"]]
 CORPORA = ["missing.txt", "adir", "empty.txt", "nul.txt", "latin1.txt", "spaces.txt", "badzip.zip",
            "truncated.gz", "corrupt.gz", "two.zip"]
 VECTORS = [["neighbors", "bad.vec", "alpha"], ["neighbors", "short.vec", "alpha"],

@@ -18,7 +18,7 @@ def test_every_field_has_help():
 def test_runtime_fields():
     assert set(RUNTIME_FIELDS) == {"log_every_s", "prefetch", "checkpoint_every", "checkpoint_minutes", "keep",
                                    "eval_every", "devices", "shard_tables", "cpu_kernel", "threads",
-                                   "keep_after", "save_output"}
+                                   "keep_after", "save_output", "save_vocab"}
     assert make_config(threads=1, keep=9, cpu_kernel=False).identity() == make_config().identity()
     # the exact CBOW gradient changes the vectors: a resumed run must share it
     assert make_config(cbow_exact_grad=True).identity() != make_config().identity()

@@ -83,8 +83,7 @@ def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path,
     from w2vjax.train import train_and_evaluate
     cfg = make_config(model="skipgram", loss=loss, dim=8, epochs=2, batch_size=64, steps_per_call=8,
                       min_count=3, pallas=True, device_windows=windows, log_every_s=0.0)
-    s = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False,
-                           log=lambda *a: None)
+    s = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False)
     assert s["engine"] == "pallas" and s["device_windows"] is windows and s["step_compilations"] == 1
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     assert len(lines) > 2 and all(np.isfinite(r["loss"]) for r in lines)

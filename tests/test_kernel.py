@@ -204,7 +204,7 @@ def test_training_runs_the_kernel_by_default_on_cpu_only_where_it_fits(head_corp
     got = {}
     for name, kw in runs.items():
         s = train_and_evaluate(make_config(**dict(common, **kw)), str(tmp_path / name), corpus,
-                               evaluate=False, progress=False, log=lambda *a: None)
+                               evaluate=False, progress=False)
         got[name] = s["engine"], s["cpu_kernel_threads"]
         assert np.isfinite(s["final_loss"])
     n = kernel.default_threads()

@@ -105,3 +105,42 @@ def test_model_train_continues_with_more_epochs(tmp_path):
     summary = model.train(s, epochs=2)
     assert model.config.train.epochs == 2 and summary["raw_words"] == 2 * summary["raw_words_this_run"]
     assert not np.array_equal(before, model.wv.vectors)
+
+
+def test_messages_go_to_logging_not_stdout(tmp_path, caplog, capsys):
+    """The API prints nothing itself (library convention: the "w2vjax" logger, a NullHandler);
+    its messages reach whoever configures logging, here pytest's caplog."""
+    caplog.set_level("INFO", logger="w2vjax")
+    s = [["a", "b", "c", "a", "b", "d"]] * 100
+    w2vjax.Word2Vec(s, workdir=str(tmp_path), vector_size=4, min_count=1, epochs=1, workers=1, progress=False)
+    assert capsys.readouterr().out == ""
+    said = [r.getMessage() for r in caplog.records if r.name == "w2vjax.train" and r.levelname == "INFO"]
+    assert any("600 training words, vocabulary 4" in m for m in said), caplog.messages
+    assert any(m.startswith("model cbow/ns dim 4") for m in said) and any(m.startswith("engine ") for m in said)
+
+
+def test_a_temporary_work_dir_goes_with_the_model(tmp_path):
+    """Without workdir=, the model's temporary folder is deleted by close(), by leaving a
+    ``with`` block, or when the model is garbage-collected; wv stays usable; a given work
+    dir is never deleted."""
+    import gc
+    import os
+    s = [["a", "b", "c", "a", "b", "d"]] * 100
+    kw = dict(vector_size=4, min_count=1, epochs=1, workers=1, progress=False)
+    model = w2vjax.Word2Vec(s, **kw)
+    folder, wv = model.workdir, model.wv
+    assert os.path.isdir(folder) and os.path.exists(os.path.join(folder, "vectors.bin"))
+    del model
+    gc.collect()
+    assert not os.path.exists(folder) and wv.similarity("a", "b") <= 1.0
+    with w2vjax.Word2Vec(s, **kw) as model:
+        folder = model.workdir
+        model.train(s, epochs=2)  # more epochs continue in the same folder
+        assert model.workdir == folder and model.summary["raw_words_this_run"] < model.summary["raw_words"]
+    assert not os.path.exists(folder) and model.wv["a"].shape == (4,)
+    model.train(s)  # after close(): a new temporary folder, trained afresh
+    assert os.path.isdir(model.workdir) and model.workdir != folder
+    model.close()
+    given = w2vjax.Word2Vec(s, workdir=str(tmp_path / "mine"), **kw)
+    given.close()
+    assert (tmp_path / "mine" / "vectors.bin").exists()

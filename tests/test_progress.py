@@ -38,8 +38,7 @@ def test_metrics_every_percent_of_the_words(head_corpus, tmp_path):
     """Even a run far shorter than --log-every-s has a loss curve: a record per 1 % of the words."""
     cfg = make_config(model="skipgram", dim=8, epochs=2, batch_size=64, steps_per_call=4, threads=1,
                       min_count=2, log_every_s=1e9)
-    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(10000), evaluate=False, progress=False,
-                                 log=lambda *a: None)
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(10000), evaluate=False, progress=False)
     words = [r["words"] for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "loss" in r]
     total = summary["raw_words"]
     assert len(words) >= 60 and words[-1] == total

@@ -2,10 +2,12 @@
 reproducibility record (config.json's resolved values, summary.json's environment)."""
 
 import json
+import logging
 import os
 
 import numpy as np
 
+from w2vjax import cli
 from w2vjax.config import make_config
 from w2vjax.export import load_vectors
 from w2vjax.train import train_and_evaluate
@@ -13,11 +15,28 @@ from w2vjax.train import train_and_evaluate
 SMALL = dict(model="skipgram", loss="ns", dim=8, epochs=1, threads=1, log_every_s=0.0, min_count=2)
 
 
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 def _run(corpus, workdir, **kw):
-    logs = []
-    summary = train_and_evaluate(make_config(**{**SMALL, **kw}), str(workdir), corpus, evaluate=False,
-                                 progress=False, log=logs.append)
-    return summary, logs
+    """Train through the API; returns the summary and the messages of the "w2vjax" logger."""
+    logger, handler = logging.getLogger("w2vjax"), _Lines()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        summary = train_and_evaluate(make_config(**{**SMALL, **kw}), str(workdir), corpus, evaluate=False,
+                                     progress=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return summary, handler.lines
 
 
 def test_finished_rerun_leaves_summary_and_more_epochs_continue(head_corpus, tmp_path):
@@ -77,5 +96,18 @@ def test_a_finished_run_rerun_on_another_corpus_is_not_called_finished(head_corp
     with pytest.raises(IdentityError, match="corpus"):
         _run(str(other), tmp_path)
     summary = train_and_evaluate(make_config(**SMALL), str(tmp_path), str(other), evaluate=False, progress=False,
-                                 log=lambda *a: None, force=True)
+                                 force=True)
     assert summary["raw_words_this_run"] == summary["raw_words"] > 0  # trained from the start
+
+
+def test_the_cli_says_a_finished_run_is_finished(head_corpus, tmp_path, capsys):
+    """A rerun of a finished command says so; it does not reprint the old "trained ..." line."""
+    argv = ["train", head_corpus(20000), "--workdir", str(tmp_path), "--dim", "8", "--epochs", "1",
+            "--min-count", "2", "--threads", "1", "--quiet", "--no-eval"]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "trained " in first and "finished run" not in first
+    assert cli.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "holds a finished run of these settings: nothing to train" in again
+    assert "trained " not in again and "wrote " not in again

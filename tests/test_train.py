@@ -87,7 +87,7 @@ def test_shared_negatives_learns_related_words(small_corpus, tmp_path):
 def test_workdir_outputs_load_in_gensim(small_corpus, tmp_path):
     gensim = pytest.importorskip("gensim")
     cfg = make_config(model="skipgram", loss="ns", dim=16, epochs=1, log_every_s=0.0)
-    summary = train_and_evaluate(cfg, str(tmp_path), small_corpus, progress=False, log=lambda *a: None)
+    summary = train_and_evaluate(cfg, str(tmp_path), small_corpus, progress=False)
     for name in ("config.json", "vocab.txt", "metrics.jsonl", "vectors.txt", "vectors.bin", "summary.json"):
         assert os.path.getsize(tmp_path / name) > 0, name
     assert not list(tmp_path.glob("*.tmp"))
@@ -143,8 +143,7 @@ def test_summary_times_every_part_of_the_run(head_corpus, tmp_path):
     (what no part names, ``other``, stays small)."""
     from w2vjax.train import format_timings
     cfg = make_config(dim=20, epochs=1, checkpoint_every=2, steps_per_call=1)
-    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False,
-                                 log=lambda *a: None)
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False)
     t = json.load(open(tmp_path / "summary.json"))["timings"]
     assert t == summary["timings"]
     parts = {"imports", "backend", "prepare", "setup", "first_call", "loop", "checkpoints",
@@ -160,17 +159,16 @@ def test_summary_times_every_part_of_the_run(head_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("loss", ["nce", "hs"])
-def test_save_output_writes_the_output_table_or_says_why_not(head_corpus, tmp_path, loss):
+def test_save_output_writes_the_output_table_or_says_why_not(head_corpus, tmp_path, loss, caplog):
     """--save-output: vectors_out.txt/.bin hold emb_out's word rows (NS, NCE, sampled softmax,
     softmax); for HS they are inner nodes, so nothing is written and the summary says so."""
     from w2vjax import export
     cfg = make_config(model="cbow", loss=loss, dim=20, epochs=1, log_every_s=0.0, save_output=True)
-    said = []
-    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(50_000), evaluate=False, progress=False,
-                                 log=said.append)
+    caplog.set_level("INFO", logger="w2vjax")
+    summary = train_and_evaluate(cfg, str(tmp_path), head_corpus(50_000), evaluate=False, progress=False)
     if loss == "hs":
         assert not (tmp_path / "vectors_out.txt").exists() and "inner nodes" in summary["output_vectors"]
-        assert any("--save-output: skipped" in line for line in said)
+        assert any("--save-output: skipped" in line for line in caplog.messages)
         return
     out_txt, out_bin = export.load_vectors(tmp_path / "vectors_out.txt"), export.load_vectors(tmp_path / "vectors_out.bin")
     inp = export.load_vectors(tmp_path / "vectors.txt")

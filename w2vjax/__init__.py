@@ -4,7 +4,12 @@ import time as _time
 
 _IMPORTED_AT = _time.time()  # where a run's wall-time breakdown starts (train.imported_at)
 
+import logging as _logging  # noqa: E402
 import os  # noqa: E402
+
+# Messages go to the "w2vjax" logger hierarchy; a library leaves showing them to the application
+# (logging.basicConfig(level=logging.INFO) shows them, as with gensim); the CLI prints them.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
 from .export import Vectors

@@ -14,6 +14,7 @@ donated to the next train step while the save may still be writing.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import zlib
@@ -26,6 +27,8 @@ import orbax.checkpoint as ocp
 from .config import ConfigError
 from .step import TrainState, state_tree
 from .stream import Position, is_position_list
+
+logger = logging.getLogger(__name__)
 
 
 def _saveable(state: TrainState) -> dict:
@@ -145,7 +148,7 @@ class Checkpoints:
         return CheckpointError(f"saving a checkpoint in {self.directory} failed: {_reason(e)}; {kept}; "
                                "fix that and run the same command to resume")
 
-    def restore(self, template, log=print, identity: Optional[dict] = None
+    def restore(self, template, identity: Optional[dict] = None
                 ) -> Optional[tuple[TrainState, Position, int, dict]]:
         """The latest readable checkpoint as ``(state, position, words_done, config)``, or None.
 
@@ -176,7 +179,7 @@ class Checkpoints:
                 break
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                log(f"warning: checkpoint {step} in {self.directory} is unreadable ({first}); trying an older one")
+                logger.warning(f"warning: checkpoint {step} in {self.directory} is unreadable ({first}); trying an older one")
         else:
             raise CheckpointError(f"no checkpoint in {self.directory} can be read (all {len(steps)} are damaged); "
                                   "delete that folder to start over")

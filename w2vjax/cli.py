@@ -31,6 +31,8 @@ def _train(args) -> int:
     sharding.one_xla_cpu_thread(not several, args.devices)
     from .train import Interrupted, format_timings, train_and_evaluate
     cfg = config_from_args(args)
+    if not sharding.is_primary():  # only process 0 reports: the others' warnings only
+        logging.getLogger("w2vjax").setLevel(logging.WARNING)
     try:
         summary = train_and_evaluate(cfg, args.workdir, args.corpus, evaluate=not args.no_eval,
                                      progress=not args.quiet, force=args.force,
@@ -38,7 +40,7 @@ def _train(args) -> int:
     except Interrupted as e:
         print(f"w2vjax: {e}", file=sys.stderr)
         return 130
-    if not sharding.is_primary():  # only process 0 reports and writes
+    if not sharding.is_primary() or summary.get("already_finished"):  # (the log said it is finished)
         return 0
     print(f"trained {summary['raw_words']:,} words in {summary['train_seconds']:.1f} s: "
           f"{summary['raw_words_per_s']:,.0f} raw words/s, "
@@ -144,7 +146,7 @@ def _add_setting(parser, f, kind) -> None:
         shown = shown or "off"
     else:
         kw["type"] = kind
-        kw["metavar"] = {int: "N", float: "X"}.get(kind, f.name.upper())
+        kw["metavar"] = {int: "N", float: "X", str: "FILE"}.get(kind, f.name.upper())
         if meta["choices"]:
             kw["choices"], kw["metavar"] = meta["choices"], None
     if shown is None:
@@ -184,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-text-vectors", action="store_true",
                    help="write vectors.bin only, not vectors.txt (the text format is the slow one to write)")
     t.add_argument("--verbose", action="store_true",
-                   help="print where the run's wall time went (also in summary.json's timings)")
+                   help="print where the run's wall time went (also in summary.json's timings) and "
+                   "debug messages")
     groups = {section: t.add_argument_group(f"{section} settings ({klass.__doc__.rstrip('.').lower()})")
               for section, klass in SECTIONS.items()}
     g = groups["devices"] = t.add_argument_group("devices and processes")
@@ -226,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Print(logging.Handler):
+    """The CLI's messages as they always were: the text alone on stdout, looked up at each
+    message (so that what rich's live bar puts there, or a test's capture, gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stdout, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not os.environ.get("W2VJAX_DEBUG"):
@@ -234,6 +248,22 @@ def main(argv=None) -> int:
         logging.getLogger("absl").setLevel(logging.CRITICAL)
         # ... and its unawaited write tasks through asyncio's ("Task exception was never retrieved")
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    # w2vjax's messages (logging.getLogger("w2vjax")) printed; --verbose adds the debug ones.
+    # (--quiet turns the bar off, not the messages: scripts and tests read them.)
+    logger, handler = logging.getLogger("w2vjax"), _Print()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    logger.propagate = False  # printed once, whatever handlers the root logger has
+    try:
+        return _run(args)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 from typing import Any, Optional
 
 MODELS = ("skipgram", "cbow")
@@ -57,6 +58,10 @@ class DataConfig:
     sample: float = setting(1e-3, "subsampling threshold t for frequent words (word2vec.c's -sample); 0 disables")
     window: int = setting(5, "context words on each side of the center, at most (word2vec.c's -window)")
     noise_exponent: float = setting(0.75, "noise distribution: the unigram counts raised to this power")
+    read_vocab: Optional[str] = setting(
+        None, "take the vocabulary from FILE (word2vec.c's -read-vocab: one 'word count' a line) instead of "
+        "counting the corpus; its counts drive subsampling, the noise words and the Huffman tree, "
+        "--min-count and --max-vocab still apply, corpus words not in it are dropped", default_help="count the corpus")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +98,14 @@ class TrainConfig:
         default_help="256 on CPU, 48 center windows with --shared-negatives; 16x that on GPU/TPU")
     steps_per_call: int = setting(128, "updates run inside one jitted call (lax.scan)")
     seed: int = setting(1, "random seed (initial vectors, subsampling, windows, noise words)")
+    init_vectors: Optional[str] = setting(
+        None, "warm start: the input rows of words in FILE (word2vec text or binary format, of --dim "
+        "numbers) start from its vectors, the others from the usual random init (fastText's "
+        "-pretrainedVectors); a resume takes the checkpoint's state instead", default_help="random init")
+    save_vocab: Optional[str] = setting(
+        None, "also write the vocabulary (after --min-count and --max-vocab) to FILE in word2vec.c's "
+        "-save-vocab format, for --read-vocab", runtime=True, default_help="only vocab.txt in --workdir",
+        group="data")
     log_every_s: float = setting(2.0, "seconds between metrics.jsonl lines and progress refreshes", runtime=True)
     prefetch: int = setting(4, "batches the host stream keeps ready", runtime=True)
     row_update_cap: Optional[float] = setting(
@@ -138,6 +151,8 @@ class TrainConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Settings naming files; make_config stores them as absolute paths (a resume from another folder is the same run).
+PATH_FIELDS = ("read_vocab", "init_vectors", "save_vocab")
 # Train settings that change how a run is carried out but not what it computes.
 RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
 
@@ -294,7 +309,9 @@ class Config:
 def make_config(**flat: Any) -> Config:
     """Build a validated Config from flat keyword arguments (``dim=100, model='skipgram'``).
 
-    Every field name of the three sections is accepted; ``None`` means "default".
+    Every field name of the three sections is accepted; ``None`` means "default".  File
+    settings (:data:`PATH_FIELDS`) are stored as absolute paths, so the same run resumed from
+    another folder has the same identity.
     """
     parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     owner = {f.name: name for name, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
@@ -304,6 +321,10 @@ def make_config(**flat: Any) -> Config:
             raise ConfigError(f"setting {key!r} (--{key.replace('_', '-')}) was removed: {removed[key]}")
         if key not in owner:
             raise ConfigError(f"unknown setting {key!r}")
+        if key in PATH_FIELDS and value is not None:
+            if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+                raise ConfigError(f"--{key.replace('_', '-')} must be a file name, got {value!r}")
+            value = os.path.abspath(os.fspath(value))
         if value is not None or key in ("max_vocab", "lr", "devices"):
             parts[owner[key]][key] = value
     return Config(**{name: SECTIONS[name](**kw) for name, kw in parts.items()}).validate()

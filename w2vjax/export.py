@@ -318,25 +318,9 @@ def load_vectors(path: PathLike) -> Vectors:
     if path.endswith(".npy"):
         return load_npy(path)
     name = os.path.basename(path) or path
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise VectorsError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise VectorsError(f"{path}: is a directory, not a vectors file") from None
-    except OSError as e:
-        raise VectorsError(f"{path}: cannot read: {e.strerror or e}") from None
-    if not data:
-        raise VectorsError(f"{name}: empty file (expected a word2vec header 'V D')")
-
-    nl = data.find(b"\n", 0, 256)
-    if nl < 0 and len(data) >= 256:
-        raise VectorsError(f"{name}: bad header {data[:40].decode('utf-8', 'replace')!r}...: expected "
-                           "'V D' (word count and dimension) on a short first line; not a word2vec file?")
-    header_raw = data if nl < 0 else data[:nl]
+    data = _read(path)
+    n_words, dim, nl = _header(name, data)
     body = b"" if nl < 0 else data[nl + 1:]
-    n_words, dim = _parse_header(name, header_raw)
     if n_words == 0:
         if body.strip():
             raise VectorsError(f"{name}: header says 0 words but the file holds more data")
@@ -350,6 +334,37 @@ def load_vectors(path: PathLike) -> Vectors:
         words, vectors = _read_binary(name, body, n_words, dim)
     _check_finite(name, words, vectors)
     return Vectors(words, vectors, name=name)
+
+
+def read_header(path: PathLike) -> tuple[int, int]:
+    """``(words, dim)`` from a word2vec file's first line, reading nothing more (a warm start's
+    dimension is checked before any work); errors as :func:`load_vectors`'s."""
+    path = os.fspath(path)
+    return _header(os.path.basename(path) or path, _read(path, 256))[:2]
+
+
+def _read(path: str, limit: int = -1) -> bytes:
+    """The file's bytes (the first ``limit``), or a :class:`VectorsError` saying why not."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        raise VectorsError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VectorsError(f"{path}: is a directory, not a vectors file") from None
+    except OSError as e:
+        raise VectorsError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _header(name: str, data: bytes) -> tuple[int, int, int]:
+    """``(words, dim, end of the header line or -1)`` of a word2vec file's (first) bytes."""
+    if not data:
+        raise VectorsError(f"{name}: empty file (expected a word2vec header 'V D')")
+    nl = data.find(b"\n", 0, 256)
+    if nl < 0 and len(data) >= 256:
+        raise VectorsError(f"{name}: bad header {data[:40].decode('utf-8', 'replace')!r}...: expected "
+                           "'V D' (word count and dimension) on a short first line; not a word2vec file?")
+    return (*_parse_header(name, data if nl < 0 else data[:nl]), nl)
 
 
 def _parse_header(name: str, raw: bytes) -> tuple[int, int]:

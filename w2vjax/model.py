@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+import weakref
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -220,24 +222,49 @@ class Word2Vec:
 
     ``sentences``: an iterable of token lists (streamed to ``<workdir>/sentences.txt``);
     ``corpus_file``: a text file (.gz/.bz2/.zip too), one sentence a line.  With either, the
-    model trains at once, as gensim's does.  ``workdir``: where the run's files go (default a
-    new temporary folder); rerunning in the same work dir resumes its checkpoints.
+    model trains at once, as gensim's does.  ``workdir``: where the run's files go; rerunning in
+    the same work dir resumes its checkpoints.  Without one the model makes a temporary folder,
+    which :meth:`train` keeps using (more epochs continue) and which is deleted by
+    :meth:`close`, at the end of a ``with Word2Vec(...) as model:`` block, or when the model is
+    garbage-collected (or at the interpreter's exit); ``wv`` is in memory and stays usable.
     ``evaluate`` (default off), ``progress`` (default on) and ``force`` are the CLI's
     ``--no-eval``, ``--quiet`` and ``--force``; every other keyword is a setting, in gensim's
-    names (:data:`GENSIM_NAMES`, ``sg``, ``hs``, ``min_alpha``, ``cbow_mean``) or w2vjax's.
+    names (:data:`GENSIM_NAMES`, ``sg``, ``hs``, ``min_alpha``, ``cbow_mean``) or w2vjax's
+    (``init_vectors``, ``read_vocab``, ``save_vocab`` too).  Messages go to the ``w2vjax``
+    logger, which shows nothing until the application configures logging (as gensim's).
     """
 
     def __init__(self, sentences: Optional[Iterable] = None, corpus_file: Optional[str] = None, *,
                  workdir: Optional[str] = None, evaluate: bool = False, progress: bool = True,
-                 force: bool = False, log=None, **settings: Any):
+                 force: bool = False, **settings: Any):
         self.config: Config = make_config(**settings_from_gensim(**settings))
-        self.workdir = workdir or tempfile.mkdtemp(prefix="w2vjax-")
+        self.workdir = workdir
+        self._cleanup: Optional[weakref.finalize] = None
+        self._own_workdir()
         self.evaluate, self.progress, self.force = evaluate, progress, force
-        self.log = log if log is not None else (print if progress else (lambda *a, **k: None))
         self.wv: Optional[KeyedVectors] = None
         self.summary: Optional[dict] = None
         if sentences is not None or corpus_file is not None:
             self.train(sentences, corpus_file=corpus_file)
+
+    def _own_workdir(self) -> None:
+        """A temporary work dir when none was given (again after :meth:`close`), deleted with the model."""
+        if self.workdir is None or (self._cleanup is not None and not self._cleanup.alive):
+            self.workdir = tempfile.mkdtemp(prefix="w2vjax-")
+            # not a method of self: the finalizer must not keep the model alive
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Delete the temporary work dir (its checkpoints: a later :meth:`train` starts afresh);
+        a work dir given by the caller is left as it is.  ``wv`` stays usable."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self) -> "Word2Vec":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         c = self.config
@@ -256,6 +283,7 @@ class Word2Vec:
             flat = {k: v for sec in self.config.to_dict().values() for k, v in sec.items()}
             flat.update(settings_from_gensim(**settings, **({"epochs": epochs} if epochs is not None else {})))
             self.config = make_config(**flat)
+        self._own_workdir()
         os.makedirs(self.workdir, exist_ok=True)
         if sentences is not None:
             corpus_file = os.path.join(self.workdir, "sentences.txt")
@@ -264,7 +292,7 @@ class Word2Vec:
         from .train import train_and_evaluate
         self.summary = train_and_evaluate(self.config, self.workdir, os.fspath(corpus_file),
                                           evaluate=self.evaluate, progress=self.progress,
-                                          force=self.force, log=self.log)
+                                          force=self.force)
         self.wv = KeyedVectors.load_word2vec_format(os.path.join(self.workdir, "vectors.bin"))
         return self.summary
 
@@ -278,7 +306,9 @@ class Word2Vec:
         return self.wv
 
     def save(self, path: str) -> None:
-        """Save settings, work dir and vectors to ``path`` (a ``.npz``), for :meth:`load`."""
+        """Save settings, work dir and vectors to ``path`` (a ``.npz``), for :meth:`load` (a
+        temporary work dir is deleted with the model: give ``workdir=`` to continue training a
+        loaded model)."""
         wv = self._trained()
         meta = {"config": self.config.to_dict(), "workdir": os.path.abspath(self.workdir),
                 "summary": {k: v for k, v in (self.summary or {}).items() if not k.startswith("_")}}

@@ -10,6 +10,8 @@ One pass over the text assigns provisional ids in order of first occurrence and
 writes them to a temporary file; the vocabulary (``min_count``, ``max_vocab``,
 sorted by count with first occurrence breaking ties) then maps them to final ids
 and drops out-of-vocabulary tokens, as word2vec.c does before windows are taken.
+With ``read_vocab`` the vocabulary is a file's (word2vec.c's ``-read-vocab``) instead
+of the corpus's counts.
 
 Output in ``workdir``: ``vocab.txt`` (word count), ``data/ids.u32`` (uint32
 memmap of in-vocabulary token ids), ``data/sentences.npy`` (int64 sentence
@@ -27,6 +29,7 @@ import hashlib
 import json
 import os
 import zipfile
+import logging
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -38,6 +41,7 @@ from .vocab import Vocab, build_vocab
 CHUNK_BYTES = 1 << 22
 BLOCK_TOKENS = 1 << 22  # tokens per block when remapping ids: bounds temporary memory
 PREPARE_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 class CorpusError(ValueError):
@@ -143,22 +147,35 @@ def _check_text(chunk: bytes, name: str, offset: int) -> None:
                           "convert it with e.g. iconv -t utf-8") from None
 
 
-def _fingerprint(path: str, min_count: int, max_vocab, max_sentence_length: int) -> dict:
+def _fingerprint(path: str, min_count: int, max_vocab, max_sentence_length: int, read_vocab=None) -> dict:
+    """What the prepared data is keyed on: the corpus file's identity, the settings, and a read
+    vocabulary's path and sha256 (a changed vocabulary file prepares again)."""
     st = os.stat(path)  # ctime and inode too: copies that keep the size and mtime (cp -p) change them
-    return {"version": PREPARE_VERSION, "corpus": os.path.realpath(path), "bytes": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "min_count": min_count, "max_vocab": max_vocab,
-            "max_sentence_length": max_sentence_length}
+    fp = {"version": PREPARE_VERSION, "corpus": os.path.realpath(path), "bytes": st.st_size,
+          "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "min_count": min_count,
+          "max_vocab": max_vocab, "max_sentence_length": max_sentence_length}
+    if read_vocab is not None:  # (absent otherwise: work dirs prepared before --read-vocab stay reusable)
+        fp["read_vocab"] = {"path": os.path.realpath(read_vocab[0]), "sha256": read_vocab[1]}
+    return fp
 
 
 def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None = None,
-            max_sentence_length: int = 10000, force: bool = False) -> Corpus:
+            max_sentence_length: int = 10000, force: bool = False, read_vocab: str | None = None) -> Corpus:
     """Tokenise ``path`` into ``workdir`` (or reuse what an identical earlier call wrote, when
-    its files still match their recorded hashes; ``force`` always tokenises again)."""
+    its files still match their recorded hashes; ``force`` always tokenises again).
+
+    ``read_vocab``: a vocabulary file (:meth:`Vocab.load`'s format) used instead of the
+    corpus's counts, after ``min_count`` and ``max_vocab``; corpus tokens not in it are dropped
+    like rare words.  It is read (and refused, when bad) before anything is written.
+    """
     path = os.fspath(path)
     data_dir = os.path.join(workdir, "data")
     meta_path = os.path.join(data_dir, "prepare.json")
-    fp = _fingerprint(path, min_count, max_vocab, max_sentence_length) if os.path.isfile(path) else None
+    given = _read_vocab(read_vocab, min_count, max_vocab) if read_vocab is not None else None
+    vocab_key = (read_vocab, file_sha256(read_vocab)) if read_vocab is not None else None
+    fp = _fingerprint(path, min_count, max_vocab, max_sentence_length, vocab_key) if os.path.isfile(path) else None
     if fp is not None and not force and _reusable(workdir, fp):
+        logger.debug("reusing the corpus prepared in %s", data_dir)
         return load_corpus(workdir)
     stream = open_corpus(path)
     os.makedirs(data_dir, exist_ok=True)
@@ -173,7 +190,10 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         counts = np.zeros(len(words), np.int64)
         for s in range(0, n_raw, BLOCK_TOKENS):
             counts += np.bincount(read_u32(tmp_ids, s, min(s + BLOCK_TOKENS, n_raw)), minlength=len(words))
-        vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
+        if given is not None:
+            vocab, old_to_new = given, _map_to(given, words, counts, read_vocab, path)
+        else:
+            vocab, old_to_new = build_vocab(words, counts, min_count, max_vocab)
         if len(vocab) == 0:
             raise CorpusError(
                 f"no word of corpus {path!r} occurs {min_count} or more times "
@@ -190,7 +210,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         os.replace(os.path.join(data_dir, "sentences.npy.tmp.npy"), os.path.join(data_dir, "sentences.npy"))
         vocab.save(os.path.join(workdir, "vocab.txt"))
         meta = {"fingerprint": fp, "raw_tokens": int(n_raw), "distinct_tokens": len(words),
-                "vocab_size": len(vocab), "train_words": vocab.total,
+                "vocab_size": len(vocab), "train_words": int(sentences[-1]),
                 "sentences": int(len(sentences) - 1), "corpus_sha256": corpus_sha,
                 "sha256": {name: file_sha256(os.path.join(workdir, name)) for name in _HASHED}}
         atomic_write(meta_path, [json.dumps(meta, indent=2)])
@@ -198,6 +218,27 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         if os.path.exists(tmp_ids):
             os.remove(tmp_ids)
     return load_corpus(workdir)
+
+
+def _read_vocab(path: str, min_count: int, max_vocab) -> Vocab:
+    """A vocabulary file's words and counts after ``min_count`` / ``max_vocab``, sorted by count."""
+    given = Vocab.load(path)
+    vocab, _ = build_vocab(list(given.words), given.counts, min_count, max_vocab)
+    if len(vocab) < 2:
+        raise CorpusError(f"vocabulary {path!r} has {len(vocab)} word(s) with a count of --min-count "
+                          f"{min_count} or more; at least 2 are needed")
+    return vocab
+
+
+def _map_to(vocab: Vocab, words: list, counts: np.ndarray, vocab_path: str, corpus: str) -> np.ndarray:
+    """The map from the corpus's provisional ids to ``vocab``'s (-1: not in it, dropped like a
+    rare word)."""
+    index = vocab.index
+    old_to_new = np.fromiter((index.get(w, -1) for w in words), np.int64, len(words))
+    if int(counts[old_to_new >= 0].sum()) < 2:
+        raise CorpusError(f"corpus {corpus!r} holds fewer than 2 tokens of the vocabulary {vocab_path!r}; "
+                          "is it the vocabulary of this corpus?")
+    return old_to_new
 
 
 def _first_pass(stream: BinaryIO, name: str, tmp_ids: str):
@@ -286,8 +327,8 @@ def load_corpus(workdir: str) -> Corpus:
     with open(meta_path) as f:
         meta = json.load(f)
     vocab = Vocab.load(os.path.join(workdir, "vocab.txt"))
-    n = vocab.total
     ids_path = os.path.join(data_dir, "ids.u32")
+    n = os.path.getsize(ids_path) // 4  # the kept tokens (a read vocabulary's counts need not sum to them)
     ids = np.memmap(ids_path, np.uint32, "r", shape=(n,))
     sentences = np.load(os.path.join(data_dir, "sentences.npy"))
     _check_ids(ids, len(vocab), workdir)

@@ -78,6 +78,18 @@ def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
     return jax.jit(lambda: make(layout.padded["emb_in"], layout.padded["emb_out"]), out_shardings=shardings)()
 
 
+def set_input_rows(state: TrainState, rows, values) -> TrainState:
+    """``state`` with input-table rows ``rows`` ``[K]`` set to ``values`` ``[K, D]`` (a warm
+    start), in one jitted program that keeps every array's sharding; ``state`` is donated."""
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=shardings)
+    def put(s: TrainState, r, v) -> TrainState:
+        return s.replace(params={**s.params, "emb_in": s.params["emb_in"].at[r].set(v)})
+
+    return put(state, jnp.asarray(rows, jnp.int32), jnp.asarray(values, jnp.float32))
+
+
 def state_tree(state: TrainState) -> dict:
     """The state as a plain tree of arrays (the PRNG key as its raw data): what a checkpoint holds."""
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state,

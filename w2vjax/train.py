@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import functools
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,6 +33,9 @@ from .config import SAMPLED, Config, ConfigError
 from .prepare import Corpus, prepare
 from .progress import Progress
 from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
+
+
+logger = logging.getLogger(__name__)  # "w2vjax.train": the CLI prints its records, the API leaves them to the caller
 
 
 class TrainingError(RuntimeError):
@@ -168,9 +172,9 @@ def _settings_but_epochs(cfg: Config) -> dict[str, Any]:
 def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
     """Refuse (or with ``force`` discard) checkpoints that hold another corpus, vocabulary or
     settings than ``identity``, before anything in the work dir is rewritten."""
-    ckpts = os.path.join(workdir, "checkpoints")
-    if not (os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))):
+    if not _has_checkpoints(workdir):
         return
+    ckpts = os.path.join(workdir, "checkpoints")
     manager = Checkpoints(workdir)
     try:
         saved = manager.saved_identity()
@@ -182,6 +186,61 @@ def check_identity(workdir: str, identity: dict, force: bool = False) -> None:
     elif diffs:
         raise IdentityError(f"work dir {workdir!r} holds checkpoints of another run ({'; '.join(diffs[:3])}); "
                             "use another --workdir, or --force to discard its checkpoints and start over")
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    ckpts = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
+
+
+INIT_RECORD = "init_vectors.json"  # the warm start of the run in a work dir, for its summary.json
+
+
+class WarmStart(NamedTuple):
+    """``--init-vectors``: the vocabulary rows to overwrite in the fresh input table, their
+    vectors, and the record (file, sha256, counts) that summary.json keeps."""
+    rows: np.ndarray  # [K] int32 vocabulary ids
+    values: np.ndarray  # [K, D] float32
+    record: dict
+
+    def apply(self, state: step_lib.TrainState) -> step_lib.TrainState:
+        """``state`` with ``emb_in[rows] = values``, in the state's own shardings."""
+        return step_lib.set_input_rows(state, self.rows, self.values)
+
+
+def check_init_dim(path: str, dim: int) -> None:
+    """A vectors file of another dimension than ``--dim`` cannot warm-start the run."""
+    _, file_dim = export.read_header(path)
+    if file_dim != dim:
+        raise ConfigError(f"--init-vectors {path} holds vectors of dimension {file_dim}, this run trains --dim {dim}; "
+                          f"give --dim {file_dim} or vectors of dimension {dim}")
+
+
+def load_init_vectors(path: str, vocab, dim: int) -> WarmStart:
+    """The rows of the vocabulary's words that ``path`` (word2vec text or binary) holds, as
+    gensim's ``intersect_word2vec_format`` and fastText's ``-pretrainedVectors`` take them:
+    words of the file outside the vocabulary are ignored, vocabulary words missing from it
+    keep the random init."""
+    from .prepare import file_sha256
+    check_init_dim(path, dim)
+    vectors = export.load_vectors(path)
+    found = [(i, vectors.index[w]) for i, w in enumerate(vocab.words) if w in vectors.index]
+    rows = np.asarray([i for i, _ in found], np.int32)
+    values = vectors.vectors[[j for _, j in found]] if found else np.zeros((0, dim), np.float32)
+    record = {"path": os.path.abspath(path), "sha256": file_sha256(path), "file_words": len(vectors),
+              "vocab_words_initialised": len(found), "vocab_size": len(vocab)}
+    logger.info(f"--init-vectors {path}: {len(found):,} of the vocabulary's {len(vocab):,} words initialised "
+                f"from its {len(vectors):,} vectors{' (the others random)' if len(found) < len(vocab) else ''}")
+    return WarmStart(rows, values, record)
+
+
+def save_vocab(cfg: Config, workdir: str) -> None:
+    """``--save-vocab FILE``: the run's vocabulary (vocab.txt: after --min-count and --max-vocab,
+    by descending count) in word2vec.c's ``-save-vocab`` format, which ``--read-vocab`` reads."""
+    if cfg.train.save_vocab:
+        with open(os.path.join(workdir, "vocab.txt"), "rb") as f:
+            export.atomic_write(cfg.train.save_vocab, iter(lambda: f.read(1 << 20), b""))
+        logger.info(f"wrote the vocabulary to {cfg.train.save_vocab}")
 
 
 @contextlib.contextmanager
@@ -228,15 +287,16 @@ def train_and_evaluate(config: Config, workdir: str, corpus: Optional[str] = Non
 
 def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *,
                    evaluate: bool = True, progress: bool = True, force: bool = False,
-                   log=print, stop_after_calls: Optional[int] = None,
-                   text_vectors: bool = True) -> dict[str, Any]:
+                   stop_after_calls: Optional[int] = None, text_vectors: bool = True) -> dict[str, Any]:
     """Train ``config`` on ``corpus`` (default: the embedded sample) into ``workdir``.
 
     Writes ``config.json``, ``vocab.txt``, ``metrics.jsonl``, ``checkpoints/``,
     ``vectors.txt``, ``vectors.bin`` and ``summary.json``; returns the summary.  A work dir
-    with checkpoints of the same settings is resumed from the latest one.  ``text_vectors``
-    False: no ``vectors.txt`` (formatting every float as text is the slowest export for a
-    large vocabulary; ``vectors.bin`` holds the same vectors).
+    with checkpoints of the same settings is resumed from the latest one; one that holds this
+    run finished is left as it is and its summary returned with ``already_finished`` True.
+    ``text_vectors`` False: no ``vectors.txt`` (formatting every float as text is the slowest
+    export for a large vocabulary; ``vectors.bin`` holds the same vectors).  Messages go to the
+    ``w2vjax.train`` logger (INFO; warnings at WARNING).
     """
     t_start = time.time()
     clock = Stopwatch(imported_at())
@@ -246,37 +306,45 @@ def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *
     enable_compilation_cache()
     clock.lap("backend")
     corpus = corpus or default_corpus()
-    primary = sharding.is_primary()
-    if not primary:  # only process 0 logs and writes the work dir's files
-        log = lambda *a, **k: None  # noqa: E731
+    primary = sharding.is_primary()  # only process 0 writes the work dir's files
     done = finished_summary(cfg, workdir, corpus)
     if done is not None:
-        log(f"{workdir} holds a finished run of these settings: nothing to train (summary.json left as it "
-            "was; more --epochs continues it, another --workdir starts afresh)")
-        return done
-    more_epochs(cfg, workdir, log if primary else None)
+        logger.info(f"{workdir} holds a finished run of these settings: nothing to train (summary.json left as it "
+                    "was; more --epochs continues it, another --workdir starts afresh)")
+        if primary:
+            save_vocab(cfg, workdir)
+        return {**done, "already_finished": True}
+    more_epochs(cfg, workdir, primary)
     check_workdir(cfg, workdir, force and primary)
+    fresh = not _has_checkpoints(workdir)
+    if fresh and cfg.train.init_vectors:  # its dimension, before anything is written
+        check_init_dim(cfg.train.init_vectors, cfg.model.dim)
     sharding.sync("w2vjax:checked")
     args = (corpus, workdir, cfg.data.min_count, cfg.data.max_vocab, cfg.data.max_sentence_length)
-    data = prepare(*args, force=force) if primary else None
+    data = prepare(*args, force=force, read_vocab=cfg.data.read_vocab) if primary else None
     sharding.sync("w2vjax:prepared")  # then the others reuse it (shared work dir) or make their own copy
-    data = data or prepare(*args)
+    data = data or prepare(*args, read_vocab=cfg.data.read_vocab)
     if primary:
         if jax.process_count() == 1:  # an Orbax manager of one process alone would wait for the others
             check_identity(workdir, workdir_identity(cfg, data), force)  # (several: restore checks it, in every one)
+    # a resume takes its state from the checkpoint and ignores --init-vectors
+    warm = load_init_vectors(cfg.train.init_vectors, data.vocab, cfg.model.dim) \
+        if cfg.train.init_vectors and not _has_checkpoints(workdir) else None
+    if primary:
+        save_vocab(cfg, workdir)
         export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
     clock.lap("prepare")
-    _log_settings(cfg, corpus, data, log)
-    log(engine.describe())
-    summary = run_training(cfg, data, workdir, engine=engine, progress=progress, log=log,
-                           stop_after_calls=stop_after_calls)
+    _log_settings(cfg, corpus, data)
+    logger.info(engine.describe())
+    summary = run_training(cfg, data, workdir, engine=engine, progress=progress,
+                           stop_after_calls=stop_after_calls, warm=warm)
     clock.add(summary.pop("_timings"))
     vectors = export.Vectors(list(data.vocab.words), summary.pop("_vectors"))
     out_vectors = summary.pop("_vectors_out", None)
     if not primary:
         return summary
     if cfg.train.save_output:
-        summary["output_vectors"] = _save_output(workdir, vectors.words, out_vectors, log)
+        summary["output_vectors"] = _save_output(workdir, vectors.words, out_vectors)
         clock.lap("export_output")
     if text_vectors:
         export.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vectors.words, vectors.vectors)
@@ -289,6 +357,8 @@ def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *
         clock.lap("evaluate")
     summary["total_seconds"] = time.time() - t_start
     summary.update(_reproducibility(cfg, engine, corpus))
+    if cfg.train.init_vectors:
+        summary["init_vectors"] = _read_json(os.path.join(workdir, INIT_RECORD))
     summary["timings"] = clock.result()
     export.atomic_write(os.path.join(workdir, "summary.json"), [json.dumps(summary, indent=2) + "\n"])
     prune_checkpoints(workdir, cfg.train.keep_after)
@@ -338,12 +408,13 @@ def finished_summary(cfg: Config, workdir: str, corpus: Optional[str] = None) ->
     return summary if same else None
 
 
-def more_epochs(cfg: Config, workdir: str, log) -> bool:
+def more_epochs(cfg: Config, workdir: str, primary: bool = True) -> bool:
     """Let a finished run continue with more epochs: when ``workdir`` holds a finished run whose
     settings differ from ``cfg``'s only by fewer epochs, and still has its checkpoints, its
     config.json takes the new epoch count (so :func:`check_workdir` resumes it instead of
     refusing).  Training restarts at the old end: the linear rate schedule is over the new
-    total, so the rate rises to ``lr * (1 - old/new epochs)`` and decays to its floor again."""
+    total, so the rate rises to ``lr * (1 - old/new epochs)`` and decays to its floor again.
+    (Only the ``primary`` process rewrites config.json.)"""
     summary = _read_json(os.path.join(workdir, "summary.json"))
     ckpts = os.path.join(workdir, "checkpoints")
     if not summary or "config" not in summary or not (os.path.isdir(ckpts) and os.listdir(ckpts)):
@@ -356,8 +427,8 @@ def more_epochs(cfg: Config, workdir: str, log) -> bool:
     if new_epochs <= old.train.epochs or dataclasses.replace(
             old, train=dataclasses.replace(old.train, epochs=new_epochs)).identity() != cfg.identity():
         return False
-    if log is not None:
-        log(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
+    logger.info(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
+    if primary:
         raw = _read_json(os.path.join(workdir, "config.json")) or {}
         raw.setdefault("train", {})["epochs"] = new_epochs
         export.atomic_write(os.path.join(workdir, "config.json"), [json.dumps(raw, indent=2, sort_keys=True) + "\n"])
@@ -375,24 +446,25 @@ def prune_checkpoints(workdir: str, keep_after: str) -> None:
         shutil.rmtree(os.path.join(ckpts, str(step_no)), ignore_errors=True)
 
 
-def _save_output(workdir: str, words: list, out_vectors, log) -> str:
+def _save_output(workdir: str, words: list, out_vectors) -> str:
     """``--save-output``: the output table's word rows as vectors_out.txt/.bin, or why not (HS)."""
     if out_vectors is None:
-        log("--save-output: skipped for --loss hs (its output rows are the Huffman tree's inner nodes, not words)")
+        logger.info("--save-output: skipped for --loss hs (its output rows are the Huffman tree's inner nodes, not words)")
         return "skipped: hierarchical softmax's output rows are inner nodes, not words"
     export.save_output_vectors(workdir, words, out_vectors)
     return "vectors_out.txt, vectors_out.bin"
 
 
-def _log_settings(cfg: Config, corpus: str, data: Corpus, log) -> None:
-    log(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
-        f"(min-count {cfg.data.min_count})")
-    log(f"model {cfg.model.model}/{cfg.model.loss} dim {cfg.model.dim} window {cfg.data.window} "
-        f"negative {cfg.model.negative} sample {cfg.data.sample} epochs {cfg.train.epochs} "
-        f"lr {cfg.lr} batch {cfg.batch_size}{' windows' if cfg.windows else ''}x{cfg.train.steps_per_call} "
-        f"on {jax.devices()[0].platform} x{cfg.train.devices or jax.local_device_count()}"
-        f"{f' x {jax.process_count()} processes' if jax.process_count() > 1 else ''}"
-        f"{' (tables sharded by rows)' if cfg.train.shard_tables else ''}")
+def _log_settings(cfg: Config, corpus: str, data: Corpus) -> None:
+    vocab_from = f", read from {cfg.data.read_vocab}" if cfg.data.read_vocab else ""
+    logger.info(f"corpus {corpus}: {data.num_words:,} training words, vocabulary {len(data.vocab):,} "
+                f"(min-count {cfg.data.min_count}{vocab_from})")
+    logger.info(f"model {cfg.model.model}/{cfg.model.loss} dim {cfg.model.dim} window {cfg.data.window} "
+                f"negative {cfg.model.negative} sample {cfg.data.sample} epochs {cfg.train.epochs} "
+                f"lr {cfg.lr} batch {cfg.batch_size}{' windows' if cfg.windows else ''}x{cfg.train.steps_per_call} "
+                f"on {jax.devices()[0].platform} x{cfg.train.devices or jax.local_device_count()}"
+                f"{f' x {jax.process_count()} processes' if jax.process_count() > 1 else ''}"
+                f"{' (tables sharded by rows)' if cfg.train.shard_tables else ''}")
 
 
 def _data_shards(cfg: Config) -> int:
@@ -521,7 +593,7 @@ class Loop:
         self.saved_epoch = self.words_done // self.words_per_epoch
         self.start_step = self.last_save_step = self.step_no()
         self.last_save_t = time.time()
-        self.eval_interval = int(self.cfg.train.eval_every * self.vocab.total)
+        self.eval_interval = int(self.cfg.train.eval_every * self.words_per_epoch)
         self.next_eval = ((self.words_done // self.eval_interval + 1) * self.eval_interval
                           if self.eval_interval else None)
 
@@ -598,31 +670,34 @@ class Loop:
             vecs = export.Vectors(list(self.vocab.words), emb)
             res = {k: v for k, v in ev.evaluate_all(vecs).items() if not isinstance(v, dict)}
             self.log.write({"step": self.step_no(), "words": self.words_done,
-                            "epochs_done": self.words_done / self.vocab.total, "eval": res,
+                            "epochs_done": self.words_done / self.words_per_epoch, "eval": res,
                             "eval_seconds": time.time() - t})
         dt = time.time() - t
         self.log.pause(dt)
         self.eval_seconds += dt
 
 
-def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int, log,
-                     identity: Optional[dict] = None):
+def _restore_or_init(cfg: Config, vocab_size: int, ckpt: Checkpoints, layout, shards: int, total: int,
+                     identity: Optional[dict] = None, warm: Optional["WarmStart"] = None):
     """The state to start from: the latest checkpoint's (which must hold ``identity``), or a
-    new one; and the words done."""
-    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), log=log, identity=identity)
+    new one, warm-started from ``warm`` when given; and the words done."""
+    restored = ckpt.restore(step_lib.abstract_state_tree(cfg, vocab_size), identity=identity)
     if restored is None:
-        return step_lib.init_state(cfg, vocab_size, layout), None, 0
+        state = step_lib.init_state(cfg, vocab_size, layout)
+        return (warm.apply(state) if warm is not None else state), None, 0
     host_state, saved_position, words_done, _ = restored
-    position = _local_position(saved_position, shards, log)
-    log(f"resuming from checkpoint at step {int(host_state.step):,} ({words_done:,} of {total:,} words done)")
+    position = _local_position(saved_position, shards)
+    logger.info(f"resuming from checkpoint at step {int(host_state.step):,} ({words_done:,} of {total:,} words done)")
     return layout.place_state(host_state), position, words_done
 
 
 def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[engines.Engine] = None,
-                 progress: bool = True, log=print, stop_after_calls: Optional[int] = None) -> dict[str, Any]:
+                 progress: bool = True, stop_after_calls: Optional[int] = None,
+                 warm: Optional["WarmStart"] = None) -> dict[str, Any]:
     """The loop: stream -> jitted engine step -> metrics and checkpoints.  Returns the summary
-    (+ ``_vectors``).  Resumes from the latest checkpoint in ``workdir``; ``stop_after_calls``
-    stops (with a checkpoint, as a signal would) after that many calls: a hook for tests.
+    (+ ``_vectors``).  Resumes from the latest checkpoint in ``workdir``, else starts from the
+    random init with ``warm``'s rows copied in; ``stop_after_calls`` stops (with a checkpoint,
+    as a signal would) after that many calls: a hook for tests.
 
     Several processes (``jax.distributed``) run this loop in lockstep, exchanging an
     :class:`Exchange` once per call; only process 0 writes ``metrics.jsonl`` and the bar.
@@ -642,9 +717,11 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)
     ckpt = Checkpoints(workdir, cfg.train.keep)
     identity = workdir_identity(cfg, data)
-    state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total,
-                                                         log if primary else (lambda *a: None), identity)
+    state, saved_position, words_done = _restore_or_init(cfg, len(vocab), ckpt, layout, shards, total, identity,
+                                                         warm)
     resumed = saved_position is not None
+    if warm is not None and not resumed and primary:
+        export.atomic_write(os.path.join(workdir, INIT_RECORD), [json.dumps(warm.record, indent=2) + "\n"])
     keep_rate = vocab.keep_rate(cfg.data.sample)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     mlog = MetricsLog(metrics_path, resumed, primary, total, keep_rate, progress, words_done, cfg.train.epochs)
@@ -707,7 +784,7 @@ def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str,
             "raw_words_this_run": trained,
             "raw_words_per_s": trained / seconds, "effective_words_per_s": trained * keep_rate / seconds,
             "subsample_keep_rate": keep_rate,
-            "vocab_size": len(vocab), "train_words_per_epoch": vocab.total, "epochs": cfg.train.epochs,
+            "vocab_size": len(vocab), "train_words_per_epoch": loop.words_per_epoch, "epochs": cfg.train.epochs,
             "examples": mlog.examples_total, "final_loss": final_loss,
             "mean_loss": mlog.loss_total / max(mlog.examples_total, 1.0), "steps": loop.step_no(),
             "model": cfg.model.model, "loss": cfg.model.loss, "platform": platform,
@@ -734,7 +811,7 @@ def _host_vectors(layout: sharding.Layout, state: step_lib.TrainState) -> np.nda
     return layout.host_params({"emb_in": state.params["emb_in"]})["emb_in"]
 
 
-def _local_position(saved, shards: int, log):
+def _local_position(saved, shards: int):
     """This process's stream position(s) from a checkpoint's saved position(s)."""
     if shards == 1:
         if is_position_list(saved):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -26,6 +27,9 @@ import numpy as np
 
 class VocabError(ValueError):
     pass
+
+
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit also takes '²', which int() refuses
 
 
 class Huffman(NamedTuple):
@@ -98,17 +102,36 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
-        words, counts = [], []
-        with open(path, "rb") as f:  # split as prepare does: on ASCII whitespace bytes only (not NBSP)
+        """Read :meth:`save`'s format (word2vec.c's ``-save-vocab``, which ``-read-vocab`` reads):
+        one ``word count`` a line, split as prepare splits the corpus (on ASCII whitespace bytes
+        only, not NBSP).  A missing file, a line that is not ``word count``, a count that is not a
+        non-negative integer, a word given twice (blank lines are skipped) or no words at all raise :class:`VocabError`
+        naming the file and line.  The order is kept (:func:`build_vocab` sorts by count)."""
+        words, counts, seen = [], [], {}
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise VocabError(f"vocabulary file {os.fspath(path)!r} does not exist") from None
+        except OSError as e:
+            raise VocabError(f"cannot read vocabulary file {os.fspath(path)!r}: {e.strerror or e}") from None
+        with f:
             for n, raw in enumerate(f, 1):
                 try:
                     parts = [p.decode("utf-8") for p in raw.split()]
                 except UnicodeDecodeError:
                     raise VocabError(f"{path}:{n}: not UTF-8 text") from None
-                if len(parts) != 2 or not parts[1].isdigit():
-                    raise VocabError(f"{path}:{n}: expected 'word count', got {raw.strip().decode('utf-8', 'replace')!r}")
+                if not parts:  # a blank line (a trailing one, say) holds no entry
+                    continue
+                if len(parts) != 2 or not _DIGITS.fullmatch(parts[1]):
+                    raise VocabError(f"{path}:{n}: expected 'word count' (a non-negative integer count), "
+                                     f"got {raw.strip().decode('utf-8', 'replace')[:80]!r}")
+                if parts[0] in seen:
+                    raise VocabError(f"{path}:{n}: {parts[0]!r} is already on line {seen[parts[0]]}")
+                seen[parts[0]] = n
                 words.append(parts[0])
                 counts.append(int(parts[1]))
+        if not words:
+            raise VocabError(f"vocabulary file {os.fspath(path)!r} holds no words")
         return cls(tuple(words), np.asarray(counts, np.int64))
 
 
