@@ -354,6 +354,7 @@ inline bool LiveOut(const Problem<Out>& p, int64_t ex, int64_t k) {
 }
 
 constexpr int64_t kAhead = 2;  // examples whose rows are prefetched ahead
+constexpr int64_t kGrabExamples = 256;  // a Hogwild thread takes micro-batches in runs of this many examples
 constexpr float kHot = 4.0f;  // touches in a micro-batch from which an output row's updates are summed first
 
 // Prefetch the input rows of example `ex` (when computing h).
@@ -426,8 +427,18 @@ void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atom
   // of the micro-batch, instead of one read-modify-write of the shared row per touch
   std::vector<float> sums;
   std::vector<int32_t> hot;
-  for (int64_t i = 0;; ++i) {  // the micro-batches in order, or (next) the next one not yet taken
-    const int64_t s = next != nullptr ? next->fetch_add(1, std::memory_order_relaxed) : i;
+  // the micro-batches in order, or (next) the next `grab` not yet taken: runs of at least
+  // kGrabExamples examples, so that at a small batch the threads neither fight over `next`'s
+  // cache line once per micro-batch nor write the loss of neighbouring examples
+  const int64_t grab = std::max<int64_t>(1, kGrabExamples / std::max<int64_t>(b, 1));
+  int64_t s = -1, end = 0;
+  for (;;) {
+    if (next == nullptr) {
+      ++s;
+    } else if (++s >= end) {
+      s = next->fetch_add(grab, std::memory_order_relaxed);
+      end = std::min(s + grab, p.steps);
+    }
     if (s >= p.steps) break;
     const int64_t base = s * b;
     const int32_t stamp = static_cast<int32_t>(s + 1);
