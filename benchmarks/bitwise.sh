@@ -9,6 +9,7 @@ run() { name=$1; shift
   echo "$name $(sha256sum "$out/$name/vectors.bin" | cut -c1-16)"
 }
 run sg-ns-k1 --model skipgram --loss ns --threads 1
+run sg-ns-k1-b256 --model skipgram --loss ns --threads 1 --batch-size 256
 run cbow-ns-k1 --model cbow --loss ns --threads 1
 run sg-hs-k1 --model skipgram --loss hs --threads 1
 run cbow-hs-k1 --model cbow --loss hs --threads 1

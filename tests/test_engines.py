@@ -19,8 +19,20 @@ def _choose(platform="cpu", devices=1, **settings):
 def test_one_cpu_device_runs_the_kernel_for_ns_nce_and_hs(model, loss):
     cfg, e = _choose(model=model, loss=loss)
     assert e.name == "cpu_kernel" and e.threads == cpu_kernel.default_threads() and not e.device_windows
-    assert cfg.batch_size == 256
+    # skip-gram/NS updates after every pair (gensim's and word2vec.c's update; docs/simlex.md), with
+    # as many pairs a call as the others' 256 x 128
+    per_pair = (model, loss) == ("skipgram", "ns")
+    assert cfg.batch_size == (1 if per_pair else 256)
+    assert cfg.batch_size * cfg.train.steps_per_call == 256 * 128
     assert _choose(model=model, loss=loss, threads=1)[1].threads == 1
+
+
+def test_an_explicit_batch_or_another_engine_keeps_the_batch():
+    assert _choose(model="skipgram", loss="ns", batch_size=64)[0].batch_size == 64
+    assert _choose(model="skipgram", loss="ns", batch_size=64)[0].train.steps_per_call == 128
+    assert _choose(model="skipgram", loss="ns", steps_per_call=8)[0].train.steps_per_call == 8 * 256
+    assert _choose(model="skipgram", loss="ns", cpu_kernel=False)[0].batch_size == 256
+    assert _choose("gpu", model="skipgram", loss="ns")[0].batch_size == 4096
 
 
 @pytest.mark.parametrize("settings,platform,devices,name,why", [

@@ -74,7 +74,7 @@ def test_metadata_and_keep_after(head_corpus, tmp_path):
     resolved = config["resolved"]
     for key in ("lr", "batch_size", "row_update_cap", "threads", "engine"):
         assert resolved[key] is not None, key
-    assert resolved["lr"] == 0.025 and resolved["batch_size"] == 256 and resolved["threads"] == 1
+    assert resolved["lr"] == 0.025 and resolved["batch_size"] == 1 and resolved["threads"] == 1
     env = summary["environment"]
     for pkg in ("w2vjax", "jax", "jaxlib", "optax", "orbax-checkpoint", "numpy"):
         assert env["versions"][pkg], pkg
