@@ -59,6 +59,10 @@ def collect(name: str, v: Variant, corpus: str, workroot: str) -> dict:
                mean_loss=summ.get("mean_loss", ""), analogy_answered=ev.get("analogy_answered"),
                analogy_questions=ev.get("analogy_questions"))
     row["lr"] = summ.get("alpha", row["lr"])  # gensim's summary records the rate it ran at
+    resolved = summ.get("resolved") or {}  # what the run resolved its defaults to (the engine's batch)
+    for k in ("batch_size", "threads", "row_update_cap"):
+        if resolved.get(k) is not None and v.tool == "w2vjax":
+            row[k] = resolved[k]
     for k, _, _ in METRICS:
         row[k] = ev.get(k)
     return row
