@@ -15,7 +15,8 @@ from w2vjax import cli
 def _corpora(d):
     good = b"alpha beta gamma delta " * 50
     files = {"good.txt": good, "empty.txt": b"", "nul.txt": b"alpha \0 beta " * 10,
-             "latin1.txt": "caf\xe9 ".encode("latin-1") * 10, "spaces.txt": b"   \n\t  \n",
+             "latin1.txt": "caf\xe9 ".encode("latin-1") * 10,
+             "control.txt": b"alpha be\x1bta gamma " * 10, "spaces.txt": b"   \n\t  \n",
              "badzip.zip": b"PK\x03\x04 not really a zip",
              "truncated.gz": gzip.compress(good)[:40]}
     raw = bytearray(gzip.compress(good * 40))
@@ -42,7 +43,7 @@ SETTINGS = [["--dim", "0"], ["--dim", "x"], ["--window", "0"], ["--epochs", "0"]
             ["--keep", "0"], ["--min-lr-ratio", "2"], ["--max-sentence-length", "1"], ["--threads", "-1"],
             ["--pallas", "--cpu-kernel"], ["--no-such-flag"], ["--init-vectors", "missing.vec"],
             ["--init-vectors", "short.vec"], ["--read-vocab", "missing.vocab"], ["--read-vocab", "bad.vec"]]
-CORPORA = ["missing.txt", "adir", "empty.txt", "nul.txt", "latin1.txt", "spaces.txt", "badzip.zip",
+CORPORA = ["missing.txt", "adir", "empty.txt", "nul.txt", "latin1.txt", "control.txt", "spaces.txt", "badzip.zip",
            "truncated.gz", "corrupt.gz", "two.zip"]
 VECTORS = [["neighbors", "bad.vec", "alpha"], ["neighbors", "short.vec", "alpha"],
            ["neighbors", "missing.vec", "alpha"], ["analogy", "missing.vec", "a", "b", "c"]]
@@ -81,6 +82,8 @@ def test_bad_input_exits_2_with_one_line(kind, args, tmp_path, capsys, monkeypat
     # nothing half-written: no checkpoints, no vectors, no config
     for name in ("checkpoints", "config.json", "vectors.bin", "vectors.txt"):
         assert not (work / name).exists(), (name, os.listdir(work))
+    if kind == "corpus":  # a refused corpus leaves no (empty) data/ and no work dir of its own
+        assert not work.exists(), os.listdir(work)
 
 
 def test_tables_beyond_the_host_memory_are_refused_before_work(tmp_path, capsys):

@@ -34,7 +34,7 @@ import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_WHITESPACE = re.compile(r"\s")
+_UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # word2vec readers split on or refuse these
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 _CHUNK_ROWS = 4096  # rows formatted / parsed per chunk (bounded memory for large vocabularies)
 _SNIFF_BYTES = 1 << 16  # bytes inspected to tell text from binary
@@ -177,9 +177,9 @@ def _check_for_saving(words: Sequence[str], vectors) -> tuple[list, np.ndarray]:
     if len(words) != vectors.shape[0]:
         raise VectorsError(f"{len(words)} words but {vectors.shape[0]} vectors")
     for i, w in enumerate(words):
-        if not isinstance(w, str) or not w or _WHITESPACE.search(w):
+        if not isinstance(w, str) or not w or _UNWRITABLE.search(w):
             raise VectorsError(f"word {i} ({w!r}) cannot be written in word2vec format: words must be "
-                               "non-empty strings without whitespace")
+                               "non-empty strings without whitespace or control characters")
     return words, vectors
 
 

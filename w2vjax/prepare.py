@@ -30,6 +30,7 @@ import json
 import os
 import zipfile
 import logging
+import re
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -135,11 +136,31 @@ def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int | None = None
         yield carry
 
 
+# ASCII control bytes that are not whitespace to bytes.split (space, \t \n \v \f \r)
+_CONTROL = bytes([*range(0x01, 0x09), *range(0x0e, 0x20), 0x7f])
+_CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
+
+
 def _check_text(chunk: bytes, name: str, offset: int) -> None:
+    """Refuse NUL bytes, other control bytes and invalid UTF-8.
+
+    Control bytes (0x01-0x08, 0x0e-0x1f, 0x7f) are refused rather than read as separators:
+    word2vec.c splits only on space, tab and newline, so it would keep them inside words, and a
+    vectors file with such a word is unreadable by word2vec tools (and by this loader).  Splitting
+    on them instead would silently train other tokens than the text holds."""
     nul = chunk.find(b"\0")
     if nul >= 0:
         raise CorpusError(f"corpus {name!r} is not a text file (NUL byte at offset {offset + nul}); "
                           "give plain UTF-8 text, .gz, .bz2 or a .zip holding one text file")
+    if len(chunk.translate(None, _CONTROL)) != len(chunk):  # (C speed; the search only on failure)
+        at = _CONTROL_RE.search(chunk).start()
+        lo = max(chunk.rfind(b" ", 0, at), chunk.rfind(b"\n", 0, at), chunk.rfind(b"\t", 0, at),
+                 chunk.rfind(b"\r", 0, at)) + 1
+        hi = min([i for i in (chunk.find(c, at) for c in (b" ", b"\n", b"\t", b"\r")) if i >= 0] or [len(chunk)])
+        token = chunk[lo:hi][:60].decode("utf-8", "replace")
+        raise CorpusError(f"corpus {name!r} holds control character 0x{chunk[at]:02x} at byte {offset + at} "
+                          f"(in token {token!r}), which word2vec tools cannot read in a vectors file; "
+                          "replace such bytes, e.g. tr '\\001-\\010\\016-\\037\\177' ' '")
     try:
         chunk.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -178,6 +199,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         logger.debug("reusing the corpus prepared in %s", data_dir)
         return load_corpus(workdir)
     stream = open_corpus(path)
+    made = not os.path.isdir(data_dir)  # removed again if the corpus is refused (no empty data/ left)
     os.makedirs(data_dir, exist_ok=True)
     if os.path.exists(meta_path):
         os.remove(meta_path)
@@ -217,6 +239,8 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
     finally:
         if os.path.exists(tmp_ids):
             os.remove(tmp_ids)
+        if made and not os.listdir(data_dir):
+            os.rmdir(data_dir)
     return load_corpus(workdir)
 
 
