@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import os
 import re
+import stat
 import warnings
 from typing import Iterable, Sequence, Union
 
@@ -279,6 +280,7 @@ def load_npy(path_prefix: PathLike) -> Vectors:
         prefix = prefix[:-4]
     npy_path, words_path = prefix + ".npy", prefix + ".words.txt"
     name = os.path.basename(npy_path)
+    regular_size(npy_path), regular_size(words_path, what="a words file")
     try:
         vectors = np.load(npy_path, allow_pickle=False)
         with open(words_path, "rb") as f:
@@ -318,7 +320,7 @@ def load_vectors(path: PathLike) -> Vectors:
     if path.endswith(".npy"):
         return load_npy(path)
     name = os.path.basename(path) or path
-    data = _read(path)
+    data = _read(path)  # (a regular file: bounded)
     n_words, dim, nl = _header(name, data)
     body = b"" if nl < 0 else data[nl + 1:]
     if n_words == 0:
@@ -343,8 +345,29 @@ def read_header(path: PathLike) -> tuple[int, int]:
     return _header(os.path.basename(path) or path, _read(path, 256))[:2]
 
 
+def regular_size(path: PathLike, error: type = None, what: str = "a vectors file") -> int:
+    """The size of the regular file ``path``, or ``error`` (default :class:`VectorsError`) saying
+    why not: a device such as /dev/zero would be read until memory runs out, a FIFO would block."""
+    error = error or VectorsError
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a directory, not {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device")
+        raise error(f"{path}: is {kind}, not a regular file; give the path of {what}")
+    return st.st_size
+
+
 def _read(path: str, limit: int = -1) -> bytes:
     """The file's bytes (the first ``limit``), or a :class:`VectorsError` saying why not."""
+    regular_size(path)
     try:
         with open(path, "rb") as f:
             return f.read(limit)
@@ -421,17 +444,15 @@ def _read_text(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, np
                            "record (wrong word count in the header?)")
 
     single_spaced = not any(c in body for c in (b"\t", b"\x0b", b"\x0c", b"\r", b"  "))
+    if n_words * (2 * dim + 2) - 1 > len(body):  # a line is short (a record takes >= 2 * dim + 2 bytes):
+        for i in range(n_words):  # name it before [V, D] is allocated (a header's D may be huge)
+            _record(name, lines, i, dim, single_spaced)
     words: list = []
     vectors = np.empty((n_words, dim), dtype=np.float32)
     for s in range(0, n_words, _CHUNK_ROWS):
         rests = []
-        for i, line in enumerate(lines[s:s + _CHUNK_ROWS], start=s):
-            word, _, rest = line.rstrip("\r").partition(" ")
-            n_tok = _count_tokens(rest, single_spaced)
-            if not word or n_tok != dim:
-                where = f"line {i + 2}" + (f" (word {word[:40]!r})" if word else "")
-                raise VectorsError(f"{name}: {where}: expected a word and {dim} numbers, found "
-                                   f"{n_tok} numbers{' (truncated?)' if i == len(lines) - 1 else ''}")
+        for i in range(s, min(s + _CHUNK_ROWS, n_words)):
+            word, rest = _record(name, lines, i, dim, single_spaced)
             words.append(word)
             rests.append(rest)
         block = _parse_floats(" ".join(rests))
@@ -439,6 +460,17 @@ def _read_text(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, np
             _raise_bad_number(name, lines, s, dim)
         vectors[s:s + len(rests)] = block.reshape(len(rests), dim)
     return words, vectors
+
+
+def _record(name: str, lines: list, i: int, dim: int, single_spaced: bool) -> tuple[str, str]:
+    """``(word, the numbers' text)`` of record ``i``, or a VectorsError naming its line."""
+    word, _, rest = lines[i].rstrip("\r").partition(" ")
+    n_tok = _count_tokens(rest, single_spaced)
+    if not word or n_tok != dim:
+        where = f"line {i + 2}" + (f" (word {word[:40]!r})" if word else "")
+        raise VectorsError(f"{name}: {where}: expected a word and {dim} numbers, found "
+                           f"{n_tok} numbers{' (truncated?)' if i == len(lines) - 1 else ''}")
+    return word, rest
 
 
 def _count_tokens(rest: str, single_spaced: bool) -> int:
@@ -479,7 +511,7 @@ def _read_binary(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, 
     nbytes = 4 * dim
     size = len(body)
     view = memoryview(body)
-    out = bytearray(n_words * nbytes)
+    starts: list = []  # where each record's floats begin; [V, D] is allocated once all are found
     words: list = []
     pos = 0
     find = body.find
@@ -501,12 +533,15 @@ def _read_binary(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, 
                                "holding control characters (binary word2vec format; corrupt or "
                                "misaligned data?)")
         words.append(word)
-        out[i * nbytes:(i + 1) * nbytes] = view[sp + 1:sp + 1 + nbytes]
+        starts.append(sp + 1)
         pos = sp + 1 + nbytes
     tail = body[pos:]
     if tail.strip():
         raise VectorsError(f"{name}: header says {n_words} words of dim {dim} but {len(tail)} more bytes "
                            "follow the last record (wrong header or not a word2vec file?)")
+    out = bytearray(n_words * nbytes)  # (no more than the file holds: a header claiming more failed above)
+    for i, o in enumerate(starts):
+        out[i * nbytes:(i + 1) * nbytes] = view[o:o + nbytes]
     vectors = np.frombuffer(out, dtype="<f4").reshape(n_words, dim).astype(np.float32)
     return words, vectors
 

@@ -31,6 +31,7 @@ import os
 import zipfile
 import logging
 import re
+import stat
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -83,7 +84,12 @@ def open_corpus(path: str) -> BinaryIO:
         raise CorpusError(f"corpus {path!r} does not exist")
     if os.path.isdir(path):
         raise CorpusError(f"corpus {path!r} is a directory; give a text file (.txt, .gz, .bz2 or .zip)")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a pipe reports size 0 and is read
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # /dev/zero never ends; a FIFO is gone once read, and a run reads it again
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise CorpusError(f"corpus {path!r} is {kind}, not a regular file: a run reads its corpus again "
+                          "(its hash in summary.json, a resume); write the text to a file and give its path")
+    if os.path.getsize(path) == 0:
         raise CorpusError(f"corpus {path!r} is empty")
     lower = path.lower()
     try:

@@ -401,6 +401,8 @@ def finished_summary(cfg: Config, workdir: str, corpus: Optional[str] = None) ->
         return None
     if same and corpus is not None and "corpus" in summary:  # the same settings on another text train anew
         from . import metadata
+        if not os.path.isfile(corpus):  # (a FIFO is not read here: prepare refuses it in one line)
+            return None
         try:
             same = summary["corpus"].get("sha256") == metadata.corpus_info(corpus).get("sha256")
         except OSError:  # prepare says what is wrong with the corpus
