@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from w2vjax import cli
+from w2vjax import cli, export
 
 
 def _corpora(d):
@@ -50,7 +50,8 @@ SETTINGS = [["--dim", "0"], ["--dim", "x"], ["--window", "0"], ["--epochs", "0"]
             ["--pallas", "--cpu-kernel"], ["--no-such-flag"], ["--init-vectors", "missing.vec"],
             ["--init-vectors", "short.vec"], ["--read-vocab", "missing.vocab"], ["--read-vocab", "bad.vec"],
             ["--init-vectors", "fifo"], ["--init-vectors", "/dev/zero"], ["--init-vectors", "huge.bin"],
-            ["--read-vocab", "fifo"], ["--read-vocab", "/dev/zero"]]
+            ["--read-vocab", "fifo"], ["--read-vocab", "/dev/zero"], ["--window", "10000000"],
+            ["--window", "10000000", "--model", "skipgram"], ["--window", "100000", "--steps-per-call", "100000"]]
 CORPORA = ["missing.txt", "adir", "empty.txt", "nul.txt", "latin1.txt", "control.txt", "spaces.txt", "badzip.zip",
            "truncated.gz", "corrupt.gz", "two.zip", "fifo", "/dev/zero"]
 VECTORS = [["neighbors", "bad.vec", "alpha"], ["neighbors", "short.vec", "alpha"],
@@ -106,6 +107,11 @@ def test_bad_input_exits_2_with_one_line(kind, args, tmp_path, capsys, monkeypat
         assert not (work / name).exists(), (name, os.listdir(work))
     if kind == "corpus":  # a refused corpus leaves no (empty) data/ and no work dir of its own
         assert not work.exists(), os.listdir(work)
+    if work.exists() and kind != "locked":  # what it left (prepared data) is usable: good settings train
+        assert sorted(os.listdir(work)) == ["data", "lock", "vocab.txt"], os.listdir(work)
+        assert cli.main(["train", "good.txt", "--workdir", str(work), "--quiet", "--no-eval", "--dim", "4",
+                         "--epochs", "1"]) == 0, capsys.readouterr().err
+        assert len(export.load_vectors(work / "vectors.bin")) == 4
 
 
 def test_tables_beyond_the_host_memory_are_refused_before_work(tmp_path, capsys):

@@ -37,7 +37,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # word2vec readers split on or refuse these
 _CONTROL = re.compile(rb"[\x00-\x1f]")
-_CHUNK_ROWS = 4096  # rows formatted / parsed per chunk (bounded memory for large vocabularies)
+_CHUNK_ROWS = 4096  # rows formatted / parsed per chunk (bounded memory for large vocabularies) ...
+_CHUNK_FLOATS = 1 << 21  # ... and at most this many numbers (a chunk's Python floats and text: ~100 MB)
+
+
+def _chunk_rows(dim: int) -> int:
+    """Rows per chunk at dimension ``dim``: 4096 rows of --dim 100000 would be 13 GB of Python floats."""
+    return max(1, min(_CHUNK_ROWS, _CHUNK_FLOATS // max(dim, 1)))
 _SNIFF_BYTES = 1 << 16  # bytes inspected to tell text from binary
 
 
@@ -219,9 +225,10 @@ def save_word2vec_text(path: PathLike, words: Sequence[str], vectors, precision:
 
     def chunks():
         yield f"{len(words)} {dim}\n".encode()
-        for s in range(0, len(words), _CHUNK_ROWS):
-            rows = vectors[s:s + _CHUNK_ROWS].astype(np.float64).tolist()
-            lines = [f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(words[s:s + _CHUNK_ROWS], rows)]
+        k = _chunk_rows(dim)
+        for s in range(0, len(words), k):
+            rows = vectors[s:s + k].astype(np.float64).tolist()
+            lines = [f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(words[s:s + k], rows)]
             yield "".join(lines).encode("utf-8")
 
     atomic_write(path, chunks())
@@ -235,10 +242,11 @@ def save_word2vec_binary(path: PathLike, words: Sequence[str], vectors) -> None:
 
     def chunks():
         yield f"{len(words)} {dim}\n".encode()
-        for s in range(0, len(words), _CHUNK_ROWS):
-            block = vectors[s:s + _CHUNK_ROWS]
+        k = _chunk_rows(dim)
+        for s in range(0, len(words), k):
+            block = vectors[s:s + k]
             yield b"".join(w.encode("utf-8") + b" " + row.tobytes() + b"\n"
-                           for w, row in zip(words[s:s + _CHUNK_ROWS], block))
+                           for w, row in zip(words[s:s + k], block))
 
     atomic_write(path, chunks())
 
@@ -449,15 +457,16 @@ def _read_text(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, np
             _record(name, lines, i, dim, single_spaced)
     words: list = []
     vectors = np.empty((n_words, dim), dtype=np.float32)
-    for s in range(0, n_words, _CHUNK_ROWS):
+    k = _chunk_rows(dim)
+    for s in range(0, n_words, k):
         rests = []
-        for i in range(s, min(s + _CHUNK_ROWS, n_words)):
+        for i in range(s, min(s + k, n_words)):
             word, rest = _record(name, lines, i, dim, single_spaced)
             words.append(word)
             rests.append(rest)
         block = _parse_floats(" ".join(rests))
         if block is None or block.size != len(rests) * dim:
-            _raise_bad_number(name, lines, s, dim)
+            _raise_bad_number(name, lines, s, dim, k)
         vectors[s:s + len(rests)] = block.reshape(len(rests), dim)
     return words, vectors
 
@@ -490,8 +499,8 @@ def _parse_floats(s: str):
         return None
 
 
-def _raise_bad_number(name: str, lines: list, start: int, dim: int):
-    for i, line in enumerate(lines[start:start + _CHUNK_ROWS], start=start):
+def _raise_bad_number(name: str, lines: list, start: int, dim: int, rows: int):
+    for i, line in enumerate(lines[start:start + rows], start=start):
         word, _, rest = line.rstrip("\r").partition(" ")
         tokens = rest.split()
         if len(tokens) != dim:
@@ -503,7 +512,7 @@ def _raise_bad_number(name: str, lines: list, start: int, dim: int):
             except ValueError:
                 raise VectorsError(f"{name}: line {i + 2} (word {word[:40]!r}): not a number: "
                                    f"{tok[:40]!r}") from None
-    raise VectorsError(f"{name}: lines {start + 2}-{start + 1 + len(lines[start:start + _CHUNK_ROWS])}: "
+    raise VectorsError(f"{name}: lines {start + 2}-{start + 1 + len(lines[start:start + rows])}: "
                        "could not parse the numbers")  # pragma: no cover - float() and NumPy disagree
 
 
