@@ -190,9 +190,17 @@ def _check_for_saving(words: Sequence[str], vectors) -> tuple[list, np.ndarray]:
     return words, vectors
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, say); the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def atomic_write(path: PathLike, chunks: Iterable[bytes | str]) -> None:
     """Write ``chunks`` (bytes, or text as UTF-8) to ``path + ".tmp"``, sync, then rename over
-    ``path``: a reader sees the old file or the whole new one; the temporary is removed on failure."""
+    ``path``: a reader sees the old file or the whole new one; the temporary is removed on failure,
+    and an OSError (ENOSPC, EACCES) becomes a :class:`WriteError` naming ``path``."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     try:
@@ -202,11 +210,13 @@ def atomic_write(path: PathLike, chunks: Iterable[bytes | str]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

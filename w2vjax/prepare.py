@@ -31,6 +31,7 @@ import os
 import zipfile
 import logging
 import re
+import shutil
 import stat
 import zlib
 from typing import BinaryIO, Iterator
@@ -205,6 +206,7 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         logger.debug("reusing the corpus prepared in %s", data_dir)
         return load_corpus(workdir)
     stream = open_corpus(path)
+    _clear_damaged(workdir)
     made = not os.path.isdir(data_dir)  # removed again if the corpus is refused (no empty data/ left)
     os.makedirs(data_dir, exist_ok=True)
     if os.path.exists(meta_path):
@@ -248,6 +250,25 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         if made and not os.listdir(data_dir):
             os.rmdir(data_dir)
     return load_corpus(workdir)
+
+
+def _clear_damaged(workdir: str) -> None:
+    """Remove what stands where prepare writes and is not a file (a file named ``data``, a
+    directory named ``ids.u32``): prepared data is made again from the corpus, not trusted."""
+    data_dir = os.path.join(workdir, "data")
+    names = [os.path.join(workdir, "vocab.txt")] + [os.path.join(data_dir, n) for n in (
+        "prepare.json", "ids.u32", "sentences.npy", "ids.u32.tmp", "provisional.u32.tmp", "sentences.npy.tmp.npy")]
+    try:
+        if os.path.lexists(data_dir) and not os.path.isdir(data_dir):
+            os.remove(data_dir)
+        for name in names:
+            if os.path.isdir(name) and not os.path.islink(name):
+                shutil.rmtree(name)
+            elif os.path.lexists(name) and not os.path.isfile(name):
+                os.remove(name)
+    except OSError as e:
+        raise CorpusError(f"cannot clear the damaged prepared data in {data_dir} ({e.strerror or e}: "
+                          f"{e.filename}); remove it and run again") from None
 
 
 def _read_vocab(path: str, min_count: int, max_vocab) -> Vocab:

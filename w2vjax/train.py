@@ -139,10 +139,16 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
     if not (os.path.exists(path) and os.path.isdir(ckpts) and os.listdir(ckpts)):
         return
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             old = Config.from_dict(json.load(f)).identity()
-    except (ValueError, ConfigError) as e:
-        old = {"unreadable": str(e)}
+    except (ValueError, ConfigError, TypeError, AttributeError, OSError) as e:
+        if force:
+            shutil.rmtree(ckpts)
+            return
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"work dir {workdir!r} holds checkpoints but its config.json is unreadable ({why}), so "
+                          "whose settings they hold is unknown; use --force to discard them and start over, "
+                          "or another --workdir") from None
     if old == cfg.identity():
         return
     if force:
@@ -430,9 +436,11 @@ def more_epochs(cfg: Config, workdir: str, primary: bool = True) -> bool:
     if new_epochs <= old.train.epochs or dataclasses.replace(
             old, train=dataclasses.replace(old.train, epochs=new_epochs)).identity() != cfg.identity():
         return False
+    raw = _read_json(os.path.join(workdir, "config.json"))
+    if not isinstance(raw, dict) or not isinstance(raw.get("train", {}), dict):
+        return False  # an unreadable config.json is left for check_workdir to report
     logger.info(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
     if primary:
-        raw = _read_json(os.path.join(workdir, "config.json")) or {}
         raw.setdefault("train", {})["epochs"] = new_epochs
         export.atomic_write(os.path.join(workdir, "config.json"), [json.dumps(raw, indent=2, sort_keys=True) + "\n"])
     return True
