@@ -126,3 +126,30 @@ def test_tables_too_big_for_the_device_are_refused_in_one_line():
 def test_the_cpu_reports_no_limit_and_is_not_checked():
     import jax
     engines.check_memory(make_config(), {"emb_in": 10, "emb_out": 10}, jax.devices(), False)
+
+
+@pytest.mark.parametrize("model,loss,extra", [("cbow", "ns", []), ("skipgram", "ns", []), ("skipgram", "hs", []),
+                                              ("skipgram", "ns", ["--shared-negatives"])])
+def test_stream_memory_estimate_covers_the_measured_peak(model, loss, extra):
+    """engines.stream_bytes (the --window bound) against tracemalloc's peak of one block's examples:
+    at least the peak (a refusal never lets a run that cannot fit start), at most 2x (nor refuses
+    one that fits)."""
+    import tracemalloc
+    import numpy as np
+    from w2vjax import engines
+    from w2vjax.cli import build_parser, config_from_args
+    from w2vjax.stream import StreamSpec, block_examples
+    from w2vjax.vocab import alias_table
+    cfg = config_from_args(build_parser().parse_args(["train", "--model", model, "--loss", loss, "--window", "40"]
+                                                     + extra)).validate()
+    n, v = 20000, 500
+    tok = np.random.default_rng(0).integers(0, v, n).astype(np.uint32)
+    neg = cfg.model.negative if loss == "ns" else 0
+    spec = StreamSpec(model, 40, 256, 1, 1, 0, windows=cfg.windows, negative=neg)
+    tracemalloc.start()
+    block_examples(tok, np.array([0, n]), np.ones(v, np.float32), spec, 0, 0, 0, n,
+                   alias_table(np.ones(v) / v) if neg else None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    estimate = engines.stream_bytes(cfg, n)[0]
+    assert peak <= estimate <= 2 * peak, (peak, estimate)

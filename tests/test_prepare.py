@@ -110,3 +110,35 @@ def test_bad_archives(tmp_path):
     fake.write_bytes(b"this is not a zip")
     with pytest.raises(CorpusError, match="not a valid zip"):
         prepare(str(fake), str(tmp_path / "wd"))
+
+
+@pytest.mark.parametrize("byte", [0x01, 0x08, 0x0e, 0x1b, 0x1f, 0x7f])
+def test_control_characters_are_refused_naming_the_byte_and_token(tmp_path, monkeypatch, byte):
+    import w2vjax.prepare as prep
+    monkeypatch.setattr(prep, "CHUNK_BYTES", 16)  # the bad token in a later chunk: the offset is the file's
+    text = b"alpha beta gamma delta\nalpha beta ga" + bytes([byte]) + b"mma delta\n"
+    (tmp_path / "c.txt").write_bytes(text)
+    with pytest.raises(CorpusError) as e:
+        prepare(str(tmp_path / "c.txt"), str(tmp_path / "wd"), min_count=1)
+    msg = str(e.value)
+    assert f"0x{byte:02x} at byte {text.index(bytes([byte]))} " in msg and "'ga" in msg and "mma'" in msg, msg
+    assert not (tmp_path / "wd" / "data").exists()
+
+
+def test_vertical_tab_and_form_feed_separate_words_and_the_vectors_load(tmp_path):
+    """End to end: whitespace control bytes split tokens (as bytes.split does); a corpus cleaned
+    with the refusal's tr command trains, and its vectors load with no control character in a word."""
+    import subprocess
+    from w2vjax import cli, export
+    bad = (b"the cat\x0bsat on\x0cthe mat the d\x1bog sat \n") * 40
+    (tmp_path / "bad.txt").write_bytes(bad)
+    assert cli.main(["train", str(tmp_path / "bad.txt"), "--workdir", str(tmp_path / "wd"), "--min-count", "1",
+                     "--quiet", "--no-eval"]) == 2
+    cmd = "tr '\\001-\\010\\016-\\037\\177' ' '"  # the command the message gives
+    clean = subprocess.run(cmd, shell=True, input=bad, capture_output=True, check=True).stdout
+    (tmp_path / "clean.txt").write_bytes(clean)
+    assert cli.main(["train", str(tmp_path / "clean.txt"), "--workdir", str(tmp_path / "wd"), "--min-count", "1",
+                     "--dim", "4", "--epochs", "1", "--quiet", "--no-eval"]) == 0
+    for name in ("vectors.bin", "vectors.txt"):
+        v = export.load_vectors(tmp_path / "wd" / name)
+        assert sorted(v.words) == sorted({"the", "cat", "sat", "on", "mat", "d", "og"}), v.words

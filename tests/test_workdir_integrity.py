@@ -149,3 +149,45 @@ def test_one_tokenizer_rule_bom_and_corrupt_deflate(tmp_path):
     (tmp_path / "bad.gz").write_bytes(bytes(bad))
     with pytest.raises(CorpusError, match="corrupt or truncated"):
         prepare(str(tmp_path / "bad.gz"), str(tmp_path / "w2"), 1)
+
+
+@pytest.mark.parametrize("damage", ["data-is-a-file", "ids-is-a-dir", "meta-is-a-dir", "vocab-is-a-dir"])
+def test_damaged_prepared_data_is_made_again_from_the_corpus(head_corpus, tmp_path, damage):
+    corpus, work = head_corpus(6_000), tmp_path / "w"
+    first = prepare(corpus, str(work), 3)
+    expected = np.array(first.ids)
+    target = {"data-is-a-file": work / "data", "ids-is-a-dir": work / "data" / "ids.u32",
+              "meta-is-a-dir": work / "data" / "prepare.json", "vocab-is-a-dir": work / "vocab.txt"}[damage]
+    shutil.rmtree(target) if target.is_dir() else os.remove(target)
+    target.write_text("x") if damage == "data-is-a-file" else target.mkdir()
+    again = prepare(corpus, str(work), 3)  # (was: [Errno 17] File exists / [Errno 21] Is a directory)
+    assert np.array_equal(np.asarray(again.ids), expected) and again.vocab.words == first.vocab.words
+
+
+@pytest.mark.parametrize("content", ["{bad", "[1, 2]", '{"train": 3}'])
+def test_an_unreadable_config_json_is_named_with_force(cfg, head_corpus, tmp_path, capsys, content):
+    from w2vjax import cli
+    corpus = head_corpus(6_000)
+    argv = ["train", corpus, "--workdir", str(tmp_path), "--quiet", "--no-eval", "--dim", "4", "--min-count", "3",
+            "--epochs", "1", "--keep-after", "all"]
+    assert cli.main(argv) == 0
+    (tmp_path / "config.json").write_text(content)
+    capsys.readouterr()
+    assert cli.main(argv[:-4] + ["--epochs", "2", "--keep-after", "all"]) == 2  # (more epochs read config.json too)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json is unreadable" in err[0] and "--force" in err[0] and "->" not in err[0], err
+    assert cli.main(argv + ["--force"]) == 0
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_temporary(tmp_path):
+    import errno
+    from w2vjax import export
+
+    def chunks():
+        yield b"2 3\n"
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        export.atomic_write(tmp_path / "vectors.bin", chunks())
+    assert str(e.value) == f"cannot write {tmp_path / 'vectors.bin'}: No space left on device"
+    assert e.value.errno == errno.ENOSPC and os.listdir(tmp_path) == []

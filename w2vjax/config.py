@@ -300,6 +300,8 @@ class Config:
             parts = {name: {k: v for k, v in raw.get(name, {}).items() if k not in REMOVED_FIELDS.get(name, ())}
                      for name in SECTIONS}
             return cls(**{name: klass(**parts[name]) for name, klass in SECTIONS.items()})
+        except AttributeError:  # not {section: {field: value}} (a damaged config.json, say)
+            raise ConfigError("malformed config: expected an object of sections of fields") from None
         except TypeError as e:
             raise ConfigError(f"unknown or malformed config field: {e}") from None
 

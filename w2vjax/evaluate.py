@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .export import unit_rows
+from .export import regular_size, unit_rows
 
 ANALOGIES_FILE = "questions-words.txt"
 SIMILARITY_FILES = {"ws353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
@@ -56,6 +56,7 @@ def _read_lines(path) -> tuple[str, list]:
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
     try:
         if isinstance(path, (str, os.PathLike)):
+            regular_size(path, EvalDataError, "an evaluation file")
             with open(path, "rb") as f:
                 raw = f.read()
         else:

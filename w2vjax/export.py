@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import os
 import re
+import stat
 import warnings
 from typing import Iterable, Sequence, Union
 
@@ -34,9 +35,15 @@ import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_WHITESPACE = re.compile(r"\s")
+_UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # word2vec readers split on or refuse these
 _CONTROL = re.compile(rb"[\x00-\x1f]")
-_CHUNK_ROWS = 4096  # rows formatted / parsed per chunk (bounded memory for large vocabularies)
+_CHUNK_ROWS = 4096  # rows formatted / parsed per chunk (bounded memory for large vocabularies) ...
+_CHUNK_FLOATS = 1 << 21  # ... and at most this many numbers (a chunk's Python floats and text: ~100 MB)
+
+
+def _chunk_rows(dim: int) -> int:
+    """Rows per chunk at dimension ``dim``: 4096 rows of --dim 100000 would be 13 GB of Python floats."""
+    return max(1, min(_CHUNK_ROWS, _CHUNK_FLOATS // max(dim, 1)))
 _SNIFF_BYTES = 1 << 16  # bytes inspected to tell text from binary
 
 
@@ -177,15 +184,23 @@ def _check_for_saving(words: Sequence[str], vectors) -> tuple[list, np.ndarray]:
     if len(words) != vectors.shape[0]:
         raise VectorsError(f"{len(words)} words but {vectors.shape[0]} vectors")
     for i, w in enumerate(words):
-        if not isinstance(w, str) or not w or _WHITESPACE.search(w):
+        if not isinstance(w, str) or not w or _UNWRITABLE.search(w):
             raise VectorsError(f"word {i} ({w!r}) cannot be written in word2vec format: words must be "
-                               "non-empty strings without whitespace")
+                               "non-empty strings without whitespace or control characters")
     return words, vectors
+
+
+class WriteError(OSError):
+    """A file could not be written (a full disk, say); the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def atomic_write(path: PathLike, chunks: Iterable[bytes | str]) -> None:
     """Write ``chunks`` (bytes, or text as UTF-8) to ``path + ".tmp"``, sync, then rename over
-    ``path``: a reader sees the old file or the whole new one; the temporary is removed on failure."""
+    ``path``: a reader sees the old file or the whole new one; the temporary is removed on failure,
+    and an OSError (ENOSPC, EACCES) becomes a :class:`WriteError` naming ``path``."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     try:
@@ -195,11 +210,13 @@ def atomic_write(path: PathLike, chunks: Iterable[bytes | str]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
@@ -218,9 +235,10 @@ def save_word2vec_text(path: PathLike, words: Sequence[str], vectors, precision:
 
     def chunks():
         yield f"{len(words)} {dim}\n".encode()
-        for s in range(0, len(words), _CHUNK_ROWS):
-            rows = vectors[s:s + _CHUNK_ROWS].astype(np.float64).tolist()
-            lines = [f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(words[s:s + _CHUNK_ROWS], rows)]
+        k = _chunk_rows(dim)
+        for s in range(0, len(words), k):
+            rows = vectors[s:s + k].astype(np.float64).tolist()
+            lines = [f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(words[s:s + k], rows)]
             yield "".join(lines).encode("utf-8")
 
     atomic_write(path, chunks())
@@ -234,10 +252,11 @@ def save_word2vec_binary(path: PathLike, words: Sequence[str], vectors) -> None:
 
     def chunks():
         yield f"{len(words)} {dim}\n".encode()
-        for s in range(0, len(words), _CHUNK_ROWS):
-            block = vectors[s:s + _CHUNK_ROWS]
+        k = _chunk_rows(dim)
+        for s in range(0, len(words), k):
+            block = vectors[s:s + k]
             yield b"".join(w.encode("utf-8") + b" " + row.tobytes() + b"\n"
-                           for w, row in zip(words[s:s + _CHUNK_ROWS], block))
+                           for w, row in zip(words[s:s + k], block))
 
     atomic_write(path, chunks())
 
@@ -279,6 +298,7 @@ def load_npy(path_prefix: PathLike) -> Vectors:
         prefix = prefix[:-4]
     npy_path, words_path = prefix + ".npy", prefix + ".words.txt"
     name = os.path.basename(npy_path)
+    regular_size(npy_path), regular_size(words_path, what="a words file")
     try:
         vectors = np.load(npy_path, allow_pickle=False)
         with open(words_path, "rb") as f:
@@ -318,7 +338,7 @@ def load_vectors(path: PathLike) -> Vectors:
     if path.endswith(".npy"):
         return load_npy(path)
     name = os.path.basename(path) or path
-    data = _read(path)
+    data = _read(path)  # (a regular file: bounded)
     n_words, dim, nl = _header(name, data)
     body = b"" if nl < 0 else data[nl + 1:]
     if n_words == 0:
@@ -343,8 +363,29 @@ def read_header(path: PathLike) -> tuple[int, int]:
     return _header(os.path.basename(path) or path, _read(path, 256))[:2]
 
 
+def regular_size(path: PathLike, error: type = None, what: str = "a vectors file") -> int:
+    """The size of the regular file ``path``, or ``error`` (default :class:`VectorsError`) saying
+    why not: a device such as /dev/zero would be read until memory runs out, a FIFO would block."""
+    error = error or VectorsError
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a directory, not {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device")
+        raise error(f"{path}: is {kind}, not a regular file; give the path of {what}")
+    return st.st_size
+
+
 def _read(path: str, limit: int = -1) -> bytes:
     """The file's bytes (the first ``limit``), or a :class:`VectorsError` saying why not."""
+    regular_size(path)
     try:
         with open(path, "rb") as f:
             return f.read(limit)
@@ -421,24 +462,34 @@ def _read_text(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, np
                            "record (wrong word count in the header?)")
 
     single_spaced = not any(c in body for c in (b"\t", b"\x0b", b"\x0c", b"\r", b"  "))
+    if n_words * (2 * dim + 2) - 1 > len(body):  # a line is short (a record takes >= 2 * dim + 2 bytes):
+        for i in range(n_words):  # name it before [V, D] is allocated (a header's D may be huge)
+            _record(name, lines, i, dim, single_spaced)
     words: list = []
     vectors = np.empty((n_words, dim), dtype=np.float32)
-    for s in range(0, n_words, _CHUNK_ROWS):
+    k = _chunk_rows(dim)
+    for s in range(0, n_words, k):
         rests = []
-        for i, line in enumerate(lines[s:s + _CHUNK_ROWS], start=s):
-            word, _, rest = line.rstrip("\r").partition(" ")
-            n_tok = _count_tokens(rest, single_spaced)
-            if not word or n_tok != dim:
-                where = f"line {i + 2}" + (f" (word {word[:40]!r})" if word else "")
-                raise VectorsError(f"{name}: {where}: expected a word and {dim} numbers, found "
-                                   f"{n_tok} numbers{' (truncated?)' if i == len(lines) - 1 else ''}")
+        for i in range(s, min(s + k, n_words)):
+            word, rest = _record(name, lines, i, dim, single_spaced)
             words.append(word)
             rests.append(rest)
         block = _parse_floats(" ".join(rests))
         if block is None or block.size != len(rests) * dim:
-            _raise_bad_number(name, lines, s, dim)
+            _raise_bad_number(name, lines, s, dim, k)
         vectors[s:s + len(rests)] = block.reshape(len(rests), dim)
     return words, vectors
+
+
+def _record(name: str, lines: list, i: int, dim: int, single_spaced: bool) -> tuple[str, str]:
+    """``(word, the numbers' text)`` of record ``i``, or a VectorsError naming its line."""
+    word, _, rest = lines[i].rstrip("\r").partition(" ")
+    n_tok = _count_tokens(rest, single_spaced)
+    if not word or n_tok != dim:
+        where = f"line {i + 2}" + (f" (word {word[:40]!r})" if word else "")
+        raise VectorsError(f"{name}: {where}: expected a word and {dim} numbers, found "
+                           f"{n_tok} numbers{' (truncated?)' if i == len(lines) - 1 else ''}")
+    return word, rest
 
 
 def _count_tokens(rest: str, single_spaced: bool) -> int:
@@ -458,8 +509,8 @@ def _parse_floats(s: str):
         return None
 
 
-def _raise_bad_number(name: str, lines: list, start: int, dim: int):
-    for i, line in enumerate(lines[start:start + _CHUNK_ROWS], start=start):
+def _raise_bad_number(name: str, lines: list, start: int, dim: int, rows: int):
+    for i, line in enumerate(lines[start:start + rows], start=start):
         word, _, rest = line.rstrip("\r").partition(" ")
         tokens = rest.split()
         if len(tokens) != dim:
@@ -471,7 +522,7 @@ def _raise_bad_number(name: str, lines: list, start: int, dim: int):
             except ValueError:
                 raise VectorsError(f"{name}: line {i + 2} (word {word[:40]!r}): not a number: "
                                    f"{tok[:40]!r}") from None
-    raise VectorsError(f"{name}: lines {start + 2}-{start + 1 + len(lines[start:start + _CHUNK_ROWS])}: "
+    raise VectorsError(f"{name}: lines {start + 2}-{start + 1 + len(lines[start:start + rows])}: "
                        "could not parse the numbers")  # pragma: no cover - float() and NumPy disagree
 
 
@@ -479,7 +530,7 @@ def _read_binary(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, 
     nbytes = 4 * dim
     size = len(body)
     view = memoryview(body)
-    out = bytearray(n_words * nbytes)
+    starts: list = []  # where each record's floats begin; [V, D] is allocated once all are found
     words: list = []
     pos = 0
     find = body.find
@@ -501,12 +552,15 @@ def _read_binary(name: str, body: bytes, n_words: int, dim: int) -> tuple[list, 
                                "holding control characters (binary word2vec format; corrupt or "
                                "misaligned data?)")
         words.append(word)
-        out[i * nbytes:(i + 1) * nbytes] = view[sp + 1:sp + 1 + nbytes]
+        starts.append(sp + 1)
         pos = sp + 1 + nbytes
     tail = body[pos:]
     if tail.strip():
         raise VectorsError(f"{name}: header says {n_words} words of dim {dim} but {len(tail)} more bytes "
                            "follow the last record (wrong header or not a word2vec file?)")
+    out = bytearray(n_words * nbytes)  # (no more than the file holds: a header claiming more failed above)
+    for i, o in enumerate(starts):
+        out[i * nbytes:(i + 1) * nbytes] = view[o:o + nbytes]
     vectors = np.frombuffer(out, dtype="<f4").reshape(n_words, dim).astype(np.float32)
     return words, vectors
 

@@ -38,7 +38,7 @@ GENSIM_NAMES = {
     # the N most frequent: the same cap on the final vocabulary without gensim's pruning error.
     "max_vocab_size": "max_vocab",
 }
-_WHITESPACE = re.compile(r"\s")
+_UNWRITABLE = re.compile(r"[\s\x00-\x1f\x7f]")  # whitespace, or control bytes that prepare refuses
 
 
 def settings_from_gensim(**kw: Any) -> dict[str, Any]:
@@ -73,7 +73,8 @@ def settings_from_gensim(**kw: Any) -> dict[str, Any]:
 
 def write_sentences(sentences: Iterable, path: str) -> int:
     """Write an iterable of token lists to ``path``, one sentence a line (atomically); returns
-    the token count.  A token that is not a non-empty string without whitespace is refused."""
+    the token count.  A token that is not a non-empty string without whitespace or control
+    characters is refused."""
     count = [0]
 
     def lines():
@@ -83,8 +84,9 @@ def write_sentences(sentences: Iterable, path: str) -> int:
                                   "(e.g. line.split())")
             tokens = list(sentence)
             for t in tokens:
-                if not isinstance(t, str) or not t or _WHITESPACE.search(t):
-                    raise ConfigError(f"sentence {i}: token {t!r} is not a non-empty string without whitespace")
+                if not isinstance(t, str) or not t or _UNWRITABLE.search(t):
+                    raise ConfigError(f"sentence {i}: token {t!r} is not a non-empty string without whitespace "
+                                      "or control characters")
             count[0] += len(tokens)
             yield " ".join(tokens) + "\n"
 

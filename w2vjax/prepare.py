@@ -30,6 +30,9 @@ import json
 import os
 import zipfile
 import logging
+import re
+import shutil
+import stat
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -82,7 +85,12 @@ def open_corpus(path: str) -> BinaryIO:
         raise CorpusError(f"corpus {path!r} does not exist")
     if os.path.isdir(path):
         raise CorpusError(f"corpus {path!r} is a directory; give a text file (.txt, .gz, .bz2 or .zip)")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a pipe reports size 0 and is read
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # /dev/zero never ends; a FIFO is gone once read, and a run reads it again
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise CorpusError(f"corpus {path!r} is {kind}, not a regular file: a run reads its corpus again "
+                          "(its hash in summary.json, a resume); write the text to a file and give its path")
+    if os.path.getsize(path) == 0:
         raise CorpusError(f"corpus {path!r} is empty")
     lower = path.lower()
     try:
@@ -135,11 +143,31 @@ def iter_text_chunks(stream: BinaryIO, name: str, chunk_bytes: int | None = None
         yield carry
 
 
+# ASCII control bytes that are not whitespace to bytes.split (space, \t \n \v \f \r)
+_CONTROL = bytes([*range(0x01, 0x09), *range(0x0e, 0x20), 0x7f])
+_CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
+
+
 def _check_text(chunk: bytes, name: str, offset: int) -> None:
+    """Refuse NUL bytes, other control bytes and invalid UTF-8.
+
+    Control bytes (0x01-0x08, 0x0e-0x1f, 0x7f) are refused rather than read as separators:
+    word2vec.c splits only on space, tab and newline, so it would keep them inside words, and a
+    vectors file with such a word is unreadable by word2vec tools (and by this loader).  Splitting
+    on them instead would silently train other tokens than the text holds."""
     nul = chunk.find(b"\0")
     if nul >= 0:
         raise CorpusError(f"corpus {name!r} is not a text file (NUL byte at offset {offset + nul}); "
                           "give plain UTF-8 text, .gz, .bz2 or a .zip holding one text file")
+    if len(chunk.translate(None, _CONTROL)) != len(chunk):  # (C speed; the search only on failure)
+        at = _CONTROL_RE.search(chunk).start()
+        lo = max(chunk.rfind(b" ", 0, at), chunk.rfind(b"\n", 0, at), chunk.rfind(b"\t", 0, at),
+                 chunk.rfind(b"\r", 0, at)) + 1
+        hi = min([i for i in (chunk.find(c, at) for c in (b" ", b"\n", b"\t", b"\r")) if i >= 0] or [len(chunk)])
+        token = chunk[lo:hi][:60].decode("utf-8", "replace")
+        raise CorpusError(f"corpus {name!r} holds control character 0x{chunk[at]:02x} at byte {offset + at} "
+                          f"(in token {token!r}), which word2vec tools cannot read in a vectors file; "
+                          "replace such bytes, e.g. tr '\\001-\\010\\016-\\037\\177' ' '")
     try:
         chunk.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -178,6 +206,8 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
         logger.debug("reusing the corpus prepared in %s", data_dir)
         return load_corpus(workdir)
     stream = open_corpus(path)
+    _clear_damaged(workdir)
+    made = not os.path.isdir(data_dir)  # removed again if the corpus is refused (no empty data/ left)
     os.makedirs(data_dir, exist_ok=True)
     if os.path.exists(meta_path):
         os.remove(meta_path)
@@ -217,7 +247,28 @@ def prepare(path: str, workdir: str, min_count: int = 5, max_vocab: int | None =
     finally:
         if os.path.exists(tmp_ids):
             os.remove(tmp_ids)
+        if made and not os.listdir(data_dir):
+            os.rmdir(data_dir)
     return load_corpus(workdir)
+
+
+def _clear_damaged(workdir: str) -> None:
+    """Remove what stands where prepare writes and is not a file (a file named ``data``, a
+    directory named ``ids.u32``): prepared data is made again from the corpus, not trusted."""
+    data_dir = os.path.join(workdir, "data")
+    names = [os.path.join(workdir, "vocab.txt")] + [os.path.join(data_dir, n) for n in (
+        "prepare.json", "ids.u32", "sentences.npy", "ids.u32.tmp", "provisional.u32.tmp", "sentences.npy.tmp.npy")]
+    try:
+        if os.path.lexists(data_dir) and not os.path.isdir(data_dir):
+            os.remove(data_dir)
+        for name in names:
+            if os.path.isdir(name) and not os.path.islink(name):
+                shutil.rmtree(name)
+            elif os.path.lexists(name) and not os.path.isfile(name):
+                os.remove(name)
+    except OSError as e:
+        raise CorpusError(f"cannot clear the damaged prepared data in {data_dir} ({e.strerror or e}: "
+                          f"{e.filename}); remove it and run again") from None
 
 
 def _read_vocab(path: str, min_count: int, max_vocab) -> Vocab:

@@ -32,7 +32,7 @@ from .checkpoint import Checkpoints, IdentityError, identity_diffs
 from .config import SAMPLED, Config, ConfigError
 from .prepare import Corpus, prepare
 from .progress import Progress
-from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, is_position_list
+from .stream import Position, Prefetcher, ShardedStream, Streamer, StreamSpec, block_bounds, is_position_list
 
 
 logger = logging.getLogger(__name__)  # "w2vjax.train": the CLI prints its records, the API leaves them to the caller
@@ -139,10 +139,16 @@ def check_workdir(cfg: Config, workdir: str, force: bool = False) -> None:
     if not (os.path.exists(path) and os.path.isdir(ckpts) and os.listdir(ckpts)):
         return
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             old = Config.from_dict(json.load(f)).identity()
-    except (ValueError, ConfigError) as e:
-        old = {"unreadable": str(e)}
+    except (ValueError, ConfigError, TypeError, AttributeError, OSError) as e:
+        if force:
+            shutil.rmtree(ckpts)
+            return
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"work dir {workdir!r} holds checkpoints but its config.json is unreadable ({why}), so "
+                          "whose settings they hold is unknown; use --force to discard them and start over, "
+                          "or another --workdir") from None
     if old == cfg.identity():
         return
     if force:
@@ -330,6 +336,7 @@ def train_work_dir(config: Config, workdir: str, corpus: Optional[str] = None, *
     # a resume takes its state from the checkpoint and ignores --init-vectors
     warm = load_init_vectors(cfg.train.init_vectors, data.vocab, cfg.model.dim) \
         if cfg.train.init_vectors and not _has_checkpoints(workdir) else None
+    check_memory(cfg, engine, data)  # (again in run_training, for API callers) before config.json says "this run"
     if primary:
         save_vocab(cfg, workdir)
         export.atomic_write(os.path.join(workdir, "config.json"), [_config_json(cfg, engine)])
@@ -401,6 +408,8 @@ def finished_summary(cfg: Config, workdir: str, corpus: Optional[str] = None) ->
         return None
     if same and corpus is not None and "corpus" in summary:  # the same settings on another text train anew
         from . import metadata
+        if not os.path.isfile(corpus):  # (a FIFO is not read here: prepare refuses it in one line)
+            return None
         try:
             same = summary["corpus"].get("sha256") == metadata.corpus_info(corpus).get("sha256")
         except OSError:  # prepare says what is wrong with the corpus
@@ -427,9 +436,11 @@ def more_epochs(cfg: Config, workdir: str, primary: bool = True) -> bool:
     if new_epochs <= old.train.epochs or dataclasses.replace(
             old, train=dataclasses.replace(old.train, epochs=new_epochs)).identity() != cfg.identity():
         return False
+    raw = _read_json(os.path.join(workdir, "config.json"))
+    if not isinstance(raw, dict) or not isinstance(raw.get("train", {}), dict):
+        return False  # an unreadable config.json is left for check_workdir to report
     logger.info(f"continuing the finished {old.train.epochs}-epoch run in {workdir} to {new_epochs} epochs")
     if primary:
-        raw = _read_json(os.path.join(workdir, "config.json")) or {}
         raw.setdefault("train", {})["epochs"] = new_epochs
         export.atomic_write(os.path.join(workdir, "config.json"), [json.dumps(raw, indent=2, sort_keys=True) + "\n"])
     return True
@@ -473,6 +484,17 @@ def _data_shards(cfg: Config) -> int:
     if shards % nproc:
         raise ConfigError(f"--data-shards {shards} is not a multiple of the {nproc} processes")
     return shards
+
+
+def check_memory(cfg: Config, engine: engines.Engine, data: Corpus) -> sharding.Layout:
+    """The run's layout, once :func:`engines.check_memory` found that its tables and host stream
+    fit the memory there is (a one-line ConfigError otherwise, before anything is allocated)."""
+    n = len(data.vocab)
+    layout = make_layout(cfg, {"emb_in": n, "emb_out": n - 1 if cfg.model.loss == "hs" else n}, engine.device_windows)
+    block_words = StreamSpec._field_defaults["block_words"]  # the host stream's largest block
+    block = 0 if engine.device_windows else int(np.diff(block_bounds(data.sentences, block_words)).max())
+    engines.check_memory(cfg, layout.rows, list(layout.mesh.devices.flat), layout.shard_tables, block)
+    return layout
 
 
 def make_layout(cfg: Config, rows: dict[str, int], device_windows: bool = False) -> sharding.Layout:
@@ -708,10 +730,8 @@ def run_training(cfg: Config, data: Corpus, workdir: str, *, engine: Optional[en
     if engine is None:
         devices = (cfg.train.devices or jax.local_device_count()) * jax.process_count()
         cfg, engine = engines.choose(cfg, platform, devices)
+    layout = check_memory(cfg, engine, data)
     tables = step_lib.make_tables(vocab, cfg)
-    out_rows = len(vocab) - 1 if cfg.model.loss == "hs" else len(vocab)
-    layout = make_layout(cfg, {"emb_in": len(vocab), "emb_out": out_rows}, engine.device_windows)
-    engines.check_memory(cfg, layout.rows, list(layout.mesh.devices.flat), layout.shard_tables)
     streamer, position, token_spec = make_stream(cfg, engine, data, layout, tables)
     shards, total = layout.data_shards, streamer.total_words
     train_step = step_lib.make_train_step(cfg, tables, total, layout, engine)

@@ -108,6 +108,8 @@ class Vocab:
         non-negative integer, a word given twice (blank lines are skipped) or no words at all raise :class:`VocabError`
         naming the file and line.  The order is kept (:func:`build_vocab` sorts by count)."""
         words, counts, seen = [], [], {}
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block, /dev/zero never end
+            raise VocabError(f"vocabulary file {os.fspath(path)!r} is not a regular file; give a file's path")
         try:
             f = open(path, "rb")
         except FileNotFoundError:

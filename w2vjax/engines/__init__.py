@@ -102,11 +102,12 @@ def kernel_batch(cfg: Config) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=1, steps_per_call=per_call))
 
 
-def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool) -> None:
+def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool, block_tokens: int = 0) -> None:
     """Refuse, in one line and before anything is allocated, tables that cannot fit a device's
     memory (where the device reports it: GPUs and TPUs), or on CPU the host's, which holds the
-    tables, a copy for each checkpoint save and one for the export."""
-    _check_host_memory(cfg, rows, devices)
+    tables, a copy for each checkpoint save and one for the export, and, with ``block_tokens``
+    (the largest block of the host stream), what the host stream holds (:func:`stream_bytes`)."""
+    _check_host_memory(cfg, rows, devices, block_tokens)
     try:
         limit = (devices[0].memory_stats() or {}).get("bytes_limit")
     except Exception:  # noqa: BLE001 - a backend without memory stats
@@ -121,7 +122,25 @@ def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool) -> None:
             f"{limit / 2**30:.1f} GiB; use --shard-tables over more devices, a smaller --dim or --max-vocab")
 
 
-def _check_host_memory(cfg: Config, rows: dict, devices) -> None:
+def stream_bytes(cfg: Config, block_tokens: int) -> tuple[int, int]:
+    """``(block, batch)``: the host memory of the host stream's examples of one block of
+    ``block_tokens`` tokens at its peak (:func:`w2vjax.stream.block_examples`: index arrays
+    ``[tokens, 2 * window]``, measured with tracemalloc at about 35 bytes a slot, and ~30 bytes
+    per noise word of a skip-gram pair, of which a center has ~window + 1), and of one call's
+    batch ``[steps_per_call, batch_size]`` (a window example holds ``2 * window`` ids and mask)."""
+    from ..config import SAMPLED
+    w, neg = cfg.data.window, (cfg.model.negative if cfg.model.loss in SAMPLED else 0)
+    block = block_tokens * 2 * w * 35
+    if cfg.windows:
+        example = 2 * w * 8 + 8 + 4 * neg
+        block += block_tokens * 30 * neg
+    else:
+        example = 12 + 4 * neg
+        block += block_tokens * (w + 1) * 30 * neg
+    return block, cfg.train.steps_per_call * cfg.batch_size * example
+
+
+def _check_host_memory(cfg: Config, rows: dict, devices, block_tokens: int = 0) -> None:
     try:
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -129,12 +148,25 @@ def _check_host_memory(cfg: Config, rows: dict, devices) -> None:
     if not devices or getattr(devices[0], "platform", None) != "cpu":
         return
     copies = 3
-    need = copies * sum(rows.values()) * cfg.model.dim * 4
-    if need > 0.9 * host:
+    tables = copies * sum(rows.values()) * cfg.model.dim * 4
+    if tables > 0.9 * host:
         raise ConfigError(
-            f"the two tables ({rows['emb_in']:,} words x dim {cfg.model.dim}) need about {need / 2**30:.1f} GiB "
+            f"the two tables ({rows['emb_in']:,} words x dim {cfg.model.dim}) need about {tables / 2**30:.1f} GiB "
             f"of host memory ({copies} copies: training, checkpoint saves, export), more than this machine's "
             f"{host / 2**30:.1f} GiB; use a smaller --dim or --max-vocab")
+    if not block_tokens:
+        return
+    block, batch = stream_bytes(cfg, block_tokens)
+    batches = cfg.train.prefetch + 4  # the queue, the one being packed (parts, joined, padded), the one in the step
+    need = tables + block + batches * batch
+    if need > 0.9 * host:
+        t = cfg.train
+        raise ConfigError(
+            f"--window {cfg.data.window} needs about {need / 2**30:.1f} GiB of host memory, more than this machine's "
+            f"{host / 2**30:.1f} GiB: a block of {block_tokens:,} words makes {block / 2**30:.1f} GiB of examples, "
+            f"{batches} batches of --batch-size {cfg.batch_size} x --steps-per-call {t.steps_per_call} take "
+            f"{batches * batch / 2**30:.1f} GiB, the tables {tables / 2**30:.1f} GiB; use a smaller --window "
+            "(or --batch-size, --steps-per-call, --prefetch)")
 
 
 def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
@@ -161,4 +193,4 @@ def cpu_kernel_engine(threads: int = 1) -> Engine:
     return Engine("cpu_kernel", "asked for", False, threads)
 
 
-__all__ = ["Engine", "check_memory", "choose", "cpu_kernel_engine", "make_run"]
+__all__ = ["Engine", "check_memory", "choose", "cpu_kernel_engine", "make_run", "stream_bytes"]
