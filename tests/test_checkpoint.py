@@ -72,8 +72,7 @@ def test_sigterm_saves_and_sigkill_at_random_moments_resumes_exactly(corpus, tmp
     work = tmp_path / "killed"
     rng = random.Random(1234)
     # SIGTERM during training: a clean stop with a checkpoint and a one-line message (sent once
-    # the loop has opened metrics.jsonl: before that, in start-up, SIGTERM ends the process as
-    # usual, with nothing written yet)
+    # the loop has opened metrics.jsonl; in start-up: the test below)
     p = subprocess.Popen(_cli(corpus, work), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (work / "metrics.jsonl").exists() and p.poll() is None and time.time() < deadline:
@@ -243,3 +242,21 @@ def test_a_state_that_is_not_finite_is_never_saved(corpus, tmp_path, monkeypatch
         _train(cfg, tmp_path, corpus)
     ckpts = tmp_path / "checkpoints"
     assert not ckpts.exists() or not [d for d in ckpts.iterdir() if d.name.isdigit()]
+
+
+def test_sigterm_in_start_up_is_one_line_and_exit_130(corpus, tmp_path):
+    """SIGTERM as soon as the run has made its work dir (start-up, prepare): exit 130 and one
+    line, like SIGINT, not the silent 143 of Python's default; nothing exported."""
+    import signal
+    import subprocess
+    import time
+    work = tmp_path / "w"
+    p = subprocess.Popen(_cli(corpus, work), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not work.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("w2vjax: ")
+    assert not (work / "vectors.bin").exists()

@@ -17,7 +17,9 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
 
 from .config import SECTIONS, Config, make_config
@@ -240,7 +242,23 @@ class _Print(logging.Handler):
             self.handleError(record)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    # SIGTERM is an interrupt like SIGINT from the start, not only in the training loop (which
+    # saves a checkpoint on either): one line and exit 130, never a silent 143 during prepare
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
+    try:
+        return _main(argv)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not os.environ.get("W2VJAX_DEBUG"):
         # Orbax reports a failed background save through absl's logger, with tracebacks; the
