@@ -39,9 +39,11 @@ if ROOT not in sys.path:  # benchmarks/ is a folder of scripts: w2vjax and exper
 from experiments.gensim_ref import run_gensim, text_file  # noqa: E402
 
 DATA = os.path.join(ROOT, "..", "shared", "data", "corpora")
-# name: (path, epochs); the issue's two corpora
-CORPORA = {"text8head": (os.path.join(DATA, "text8_head.gz"), 3),
-           "enwiki17m": (os.path.join(DATA, "enwiki2015_text8style.zip"), 1)}
+# name: (path, epochs, first N words or None); the issue's two corpora and its tiny one (start-up:
+# ~60 kB, the first 10,000 words of text8, where the whole run is start-up and saving)
+CORPORA = {"tiny": (os.path.join(DATA, "text8_head.gz"), 1, 10_000),
+           "text8head": (os.path.join(DATA, "text8_head.gz"), 3, None),
+           "enwiki17m": (os.path.join(DATA, "enwiki2015_text8style.zip"), 1, None)}
 CONFIGS = {"sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns"), "sg-hs": ("skipgram", "hs")}
 SMOKE_WORDS = 20_000
 
@@ -194,7 +196,7 @@ TIMING_KEYS = ("imports", "backend", "prepare", "setup", "first_call", "loop", "
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpora", default="text8head,enwiki17m", help=f"any of {', '.join(CORPORA)}")
+    p.add_argument("--corpora", default="tiny,text8head,enwiki17m", help=f"any of {', '.join(CORPORA)}")
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--repeats", type=int, default=3, help="runs of each tool per corpus x config")
     p.add_argument("--smoke", action="store_true",
@@ -224,14 +226,14 @@ def main():
     args = parse_args()
     if args.gensim_child:
         return gensim_child(args)
-    corpora = {"text8head-smoke": (CORPORA["text8head"][0], 1)} if args.smoke else {
+    corpora = {"text8head-smoke": (CORPORA["text8head"][0], 1, SMOKE_WORDS)} if args.smoke else {
         c: CORPORA[c] for c in args.corpora.split(",")}
     if args.smoke:
         args.repeats = 1
     tmp = tempfile.mkdtemp(prefix="w2vjax-whole-")
     records = []
-    for name, (path, epochs) in corpora.items():
-        text = plain_text(path, tmp, SMOKE_WORDS if args.smoke else None)
+    for name, (path, epochs, words) in corpora.items():
+        text = plain_text(path, tmp, words)
         for config in args.configs.split(","):
             records += one_cell(args, tmp, name, text, epochs, config)
     rows = summarize(records)
