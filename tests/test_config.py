@@ -56,6 +56,15 @@ def test_validation_without_host_prep():
     make_config(device_windows=True)  # no longer refused with a host-prep setting
 
 
+def test_cpu_kernel_is_refused_only_where_it_cannot_run():
+    for loss in ("ns", "hs", "nce", "sampled-softmax"):  # every loss the kernel has an entry for
+        make_config(cpu_kernel=True, loss=loss)
+    with pytest.raises(ConfigError, match="--cpu-kernel runs .*not the full softmax"):
+        make_config(cpu_kernel=True, loss="softmax")
+    with pytest.raises(ConfigError, match="--shared-negatives"):
+        make_config(cpu_kernel=True, model="skipgram", shared_negatives=True)
+
+
 @pytest.mark.parametrize("loss", ["ns", "nce", "sampled-softmax"])
 def test_sampled_losses_need_at_least_one_noise_word(loss):
     with pytest.raises(ConfigError, match=f"--negative must be at least 1 with --loss {loss}"):

@@ -15,8 +15,9 @@ def _choose(platform="cpu", devices=1, **settings):
 
 @pytest.mark.skipif(not KERNEL, reason="no C++ compiler for the CPU kernel")
 @pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs"),
-                                        ("skipgram", "nce"), ("cbow", "nce")])
-def test_one_cpu_device_runs_the_kernel_for_ns_nce_and_hs(model, loss):
+                                        ("skipgram", "nce"), ("cbow", "nce"), ("skipgram", "sampled-softmax"),
+                                        ("cbow", "sampled-softmax")])
+def test_one_cpu_device_runs_the_kernel_for_ns_nce_ssm_and_hs(model, loss):
     cfg, e = _choose(model=model, loss=loss)
     assert e.name == "cpu_kernel" and e.threads == cpu_kernel.default_threads() and not e.device_windows
     # skip-gram/NS updates after every pair (gensim's and word2vec.c's update; docs/simlex.md), with
@@ -38,7 +39,6 @@ def test_an_explicit_batch_or_another_engine_keeps_the_batch():
 @pytest.mark.parametrize("settings,platform,devices,name,why", [
     ({"cpu_kernel": False}, "cpu", 1, "xla", "--no-cpu-kernel"),
     ({"loss": "softmax"}, "cpu", 1, "xla", "not softmax"),
-    ({"loss": "sampled-softmax"}, "cpu", 1, "xla", "not sampled-softmax"),
     ({"model": "skipgram", "shared_negatives": True}, "cpu", 1, "xla", "--shared-negatives"),
     ({}, "cpu", 4, "mesh", "4 devices"),
     ({"shard_tables": True}, "cpu", 1, "mesh", "sharded by rows"),
@@ -62,7 +62,8 @@ def test_accelerators_make_examples_on_the_device_with_16x_batches():
 
 @pytest.mark.parametrize("settings,platform,devices", [
     ({"cpu_kernel": True}, "gpu", 1), ({"cpu_kernel": True}, "cpu", 2),
-    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1), ({"cpu_kernel": True, "loss": "sampled-softmax"}, "cpu", 1)])
+    ({"cpu_kernel": True, "loss": "softmax"}, "cpu", 1),
+    ({"cpu_kernel": True, "model": "skipgram", "shared_negatives": True}, "cpu", 1)])
 def test_asking_for_the_kernel_where_it_cannot_run_is_refused(settings, platform, devices):
     with pytest.raises(ConfigError, match="--cpu-kernel"):
         _choose(platform, devices, **settings)

@@ -22,7 +22,7 @@ def _batches(cfg, data, tables, n):
     from w2vjax.stream import Streamer, StreamSpec
     m = cfg.model
     spec = StreamSpec(m.model, cfg.data.window, cfg.batch_size, cfg.train.steps_per_call, 1, 1,
-                      windows=cfg.windows, negative=m.negative if m.loss in ("ns", "nce") else 0)
+                      windows=cfg.windows, negative=m.negative if m.loss != "hs" else 0)
     noise = (np.asarray(tables.noise_accept), np.asarray(tables.noise_alias))
     every = [b for b, _, _ in Streamer(data, data.vocab.keep_prob(1e-3), spec, noise=noise)()]
     assert len(every) > n
@@ -60,10 +60,13 @@ def _run(cfg, data, tables, batches, threads):
                                                        ("cbow", "ns", True, 16, False), ("cbow", "hs", True, 20, False),
                                                        ("cbow", "ns", False, 20, False), ("cbow", "hs", True, 20, True),
                                                        ("skipgram", "nce", True, 20, False),
-                                                       ("cbow", "nce", True, 16, False)])
+                                                       ("cbow", "nce", True, 16, False),
+                                                       ("skipgram", "sampled-softmax", True, 20, False),
+                                                       ("cbow", "sampled-softmax", True, 16, False)])
 def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, exact, head_corpus, tmp_path):
     """4 calls of 8 micro-batches (a row-update cap of 2 that binds, masked padding at the end of
-    the stream, CBOW's mean and sum; NCE's logit offsets): the kernel's tables, loss sums and learning rates on one
+    the stream, CBOW's mean and sum; NCE's logit offsets; sampled softmax's normalisation over the
+    slots, with accidental hits removed): the kernel's tables, loss sums and learning rates on one
     thread are the XLA engine's (which counts the touches the kernel counts itself), to float
     rounding, and bitwise again on a rerun.  Hogwild threads stay close to it.  The dims cover the vectorised
     kernel's row tail (d % 16) and rows longer than it keeps in registers at once (128)."""

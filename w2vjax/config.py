@@ -266,8 +266,9 @@ class Config:
             (t.eval_every >= 0, f"--eval-every must be >= 0 epochs (0: off), got {t.eval_every}"),
             (t.softmax_chunk >= 0, f"--softmax-chunk must be >= 0, got {t.softmax_chunk}"),
             (t.threads >= 0, f"--threads must be >= 0 (0: the cores available), got {t.threads}"),
-            (not t.cpu_kernel or (m.loss in ("ns", "hs") and not m.shared_negatives),
-             "--cpu-kernel runs negative sampling and hierarchical softmax (not --shared-negatives)"),
+            (not t.cpu_kernel or (m.loss != "softmax" and not m.shared_negatives),
+             "--cpu-kernel runs negative sampling, NCE, sampled softmax and hierarchical softmax "
+             "(not the full softmax nor --shared-negatives)"),
             (not t.cpu_kernel or not t.device_windows,
              "--cpu-kernel takes the host stream's examples (not --device-windows)"),
             (not t.pallas or (m.model == "skipgram" and m.loss in ("ns", "hs") and not m.shared_negatives),

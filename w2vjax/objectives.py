@@ -167,18 +167,26 @@ def kernel_inputs(batch: Examples, model: str, *, cbow_mean: bool = True,
 
 def logistic_terms(batch: Examples, tables: Tables, model: str, loss: str, *, cbow_mean: bool = True,
                    exact_grad: bool = False) -> tuple[jax.Array, ...]:
-    """An example of negative sampling, NCE or hierarchical softmax as the rows and weights of
+    """An example of negative sampling, NCE, sampled softmax or hierarchical softmax as the rows and weights of
     :func:`losses.logistic_rows`, for the fused CPU kernel (:mod:`w2vjax.kernel`), which takes
     no gradient: ``(in_ids, in_hw, in_gw, out_ids, sign, weight, offset)``, the input side as
     :func:`kernel_inputs`, and the loss ``logistic_rows(h, emb_out[out_ids], sign, weight)``
     (``batch.mask`` folded into ``weight``), with the noise words in ``batch.neg`` (the
     host stream's).  ``offset`` is None but for NCE: ``log(k q(w))`` of each slot, subtracted from
     its logit (:func:`losses.nce` is the logistic loss of the shifted logits, label 1 for the true
-    word and 0 for every noise word, none dropped)."""
+    word and 0 for every noise word, none dropped); sampled softmax: signs +1, the samples'
+    ``log(k q(w))`` (the true word's 0) and weight 0 for an accidental hit, the kernel's softmax
+    entry normalising over the slots (:func:`losses.sampled_softmax`)."""
     in_ids, in_hw, in_gw = kernel_inputs(batch, model, cbow_mean=cbow_mean, exact_grad=exact_grad)
-    if loss not in ("ns", "hs", "nce"):
-        raise ValueError("the kernel is for negative sampling, NCE and hierarchical softmax")
+    if loss not in ("ns", "hs", "nce", "sampled-softmax"):
+        raise ValueError("the kernel is for negative sampling, NCE, sampled softmax and hierarchical softmax")
     out_ids, aux = _output_ids(batch.out, tables, loss, batch.neg)
+    if loss == "sampled-softmax":
+        mask = aux["neg_mask"]
+        weight = jnp.concatenate([jnp.ones_like(mask[..., :1]), mask], axis=-1)
+        offset = jnp.concatenate([jnp.zeros_like(aux["log_kq"][..., :1]), aux["log_kq"]], axis=-1)
+        return (in_ids, in_hw, in_gw, out_ids, jnp.ones(out_ids.shape, jnp.float32),
+                weight * batch.mask[..., None], offset)
     if loss == "nce":
         sign, weight = _ns_sign_weight(jnp.ones(batch.neg.shape, jnp.float32))
     else:

@@ -4,8 +4,9 @@ defaults that depend on the platform.
 =============  =====================================================  ===========================
 engine         what it is                                             where it runs by default
 =============  =====================================================  ===========================
-``cpu_kernel`` fused C++ update (:mod:`.cpu_kernel`), one thread or    one CPU device, NS, NCE, HS,
-               Hogwild threads                                        host-stream examples
+``cpu_kernel`` fused C++ update (:mod:`.cpu_kernel`), one thread or    one CPU device, NS, NCE,
+               Hogwild threads                                        sampled softmax, HS,
+                                                                      host-stream examples
 ``xla``        the reference update (:mod:`.xla`): every model x      one device otherwise (GPU,
                objective                                              TPU; full softmax; CPU
                                                                       with ``--no-cpu-kernel``)
@@ -63,8 +64,8 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
         (platform == "cpu", f"this run is on {platform}"),
         (not mesh, f"this run uses {devices} devices" if devices > 1 else "the tables are sharded by rows"),
         (not device_windows, "the examples are made on the device (--device-windows)"),
-        (m.loss in ("ns", "hs", "nce"),
-         f"the kernel runs negative sampling, NCE and hierarchical softmax, not {m.loss}"),
+        (m.loss in ("ns", "hs", "nce", "sampled-softmax"),
+         f"the kernel runs negative sampling, NCE, sampled softmax and hierarchical softmax, not {m.loss}"),
         (not (m.model == "skipgram" and cfg.windows), "the kernel does not run --shared-negatives"),
     ] if not ok]
     name = "mesh" if mesh else "xla"

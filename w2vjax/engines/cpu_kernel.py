@@ -1,4 +1,4 @@
-"""The fused CPU engine: negative sampling, NCE and hierarchical softmax as one C++ loop per call,
+"""The fused CPU engine: negative sampling, NCE, sampled softmax and hierarchical softmax as one C++ loop per call,
 called from XLA through the FFI (``w2vjax/kernels/logistic_update.cc``, shipped with the package).
 
 XLA:CPU materialises the reference step's gathered rows and reads each three times; the kernel
@@ -42,6 +42,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "logistic_update.c
 TARGET = "w2vjax_logistic_update"
 PATH_TARGET = "w2vjax_path_update"
 OFFSET_TARGET = "w2vjax_offset_update"
+SOFTMAX_TARGET = "w2vjax_softmax_update"
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-w")
 
 
@@ -97,6 +98,7 @@ def _register() -> str:
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(handle.W2vLogisticUpdate), platform="cpu")
         jax.ffi.register_ffi_target(PATH_TARGET, jax.ffi.pycapsule(handle.W2vPathUpdate), platform="cpu")
         jax.ffi.register_ffi_target(OFFSET_TARGET, jax.ffi.pycapsule(handle.W2vOffsetUpdate), platform="cpu")
+        jax.ffi.register_ffi_target(SOFTMAX_TARGET, jax.ffi.pycapsule(handle.W2vSoftmaxUpdate), platform="cpu")
     except (OSError, AttributeError, ValueError) as e:
         return f"loading {lib.name} failed: {e}"
     return ""
@@ -117,7 +119,7 @@ def default_threads() -> int:
 
 
 def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
-                    threads: int, cap: float = 0.0, offset=None):
+                    threads: int, cap: float = 0.0, offset=None, softmax: bool = False):
     """``steps`` micro-batches of logistic-row updates, applied in place (donate the tables),
     on ``threads`` Hogwild threads; ``cap`` > 0: the row-update cap (a slot's update is
     divided by ``max(1, touches / cap)``, ``touches`` = the slots of its row in its micro-batch
@@ -126,9 +128,13 @@ def logistic_update(emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weig
     ``in_*``: ``[S, B, C]`` (input row ids, forward weights ``h = sum_c hw_c u_c``, update
     coefficients), ``out_ids``, ``sign``, ``weight``, ``out_coef``: ``[S, B, J]``.  Ids out of
     range and zero weights / coefficients are skipped.  ``offset`` ``[S, B, J]`` (NCE's
-    ``log(k q(w))``): each slot's logit is ``v_j . h - offset_j``.  Returns ``(emb_in, emb_out, loss [S, B])``.
+    ``log(k q(w))``): each slot's logit is ``v_j . h - offset_j``.  ``softmax``: sampled softmax
+    instead of the logistic loss (slot 0 the true word, signs +1, a removed hit weight 0, ``offset``
+    required; :func:`w2vjax.losses.sampled_softmax`).  Returns ``(emb_in, emb_out, loss [S, B])``.
     """
     out_args = (out_ids.astype(jnp.int32), sign, weight, out_coef)
+    if softmax:
+        return _call(SOFTMAX_TARGET, emb_in, emb_out, in_ids, in_hw, in_coef, out_args + (offset,), threads, cap)
     if offset is not None:  # NCE: the logit of slot j is v_j . h - offset_j
         return _call(OFFSET_TARGET, emb_in, emb_out, in_ids, in_hw, in_coef, out_args + (offset,), threads, cap)
     return _call(TARGET, emb_in, emb_out, in_ids, in_hw, in_coef, out_args, threads, cap)
@@ -191,7 +197,8 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, t
                                                                           cbow_mean=m.cbow_mean)
             _, w_out = xla.touch_weights(batch, out_ids.shape)
             emb_in, emb_out, loss = logistic_update(*tables_in, in_ids, in_hw, in_coef, out_ids, sign,
-                                                    weight, lr * w_out, threads, cap=cfg.row_cap, offset=offset)
+                                                    weight, lr * w_out, threads, cap=cfg.row_cap, offset=offset,
+                                                    softmax=m.loss == "sampled-softmax")
         opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
         metrics = {"loss_sum": loss.sum(), "examples": batch.mask.sum(), "lr": lr[-1, 0, 0]}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics

@@ -1,4 +1,4 @@
-// The CPU fast path of w2vjax's update for negative sampling, NCE and hierarchical softmax: a whole
+// The CPU fast path of w2vjax's update for negative sampling, NCE, sampled softmax and hierarchical softmax: a whole
 // jitted call's micro-batches (steps) of `losses.logistic_rows` updates in one fused loop,
 // called from XLA through the FFI (w2vjax/kernel.py builds and registers it).
 //
@@ -13,7 +13,10 @@
 //   loss = sum_j w_j softplus(-s_j x_j)                                    (= -w_j log sigma(s_j x_j))
 //   v_j += out_coef_j a_j h / r(v_j),   u_c += in_coef_c sum_j a_j v_j / r(u_c)
 //
-// with o_j = 0 but for NCE (the offset entry: each slot's logit less log(k q(w_j))), where in_coef /
+// with o_j = 0 but for NCE (the offset entry: each slot's logit less log(k q(w_j))); sampled softmax
+// (the softmax entry) has the same rows and offsets (slot 0 the true word, uncorrected) with
+//   y = softmax over the kept slots of x,   a_j = w_j (t_j - y_j),   loss = w_0 (log sum_j e^x_j - x_0)
+// (t_0 = 1, t_j = 0 for the samples; a removed accidental hit has w_j = 0), where in_coef /
 // out_coef carry the learning rate and CBOW's gradient convention (computed by the caller in XLA), and r(row) = max(1, touches / cap) is the row-update cap, touches = the
 // slots of the row with a nonzero coefficient in the micro-batch (counted here).  Several
 // threads either run Hogwild (each its own range of micro-batches, as one thread would, without
@@ -279,6 +282,22 @@ inline float Logistic(float* x, const float* w, const float* sign, int n) {
 }
 #endif
 
+// Sampled softmax's a_j = -dL/dx_j over an example's n kept slots (logits x, weights w: the
+// example's weight, 0 for a removed hit), slot[i] == 0 the true word; x is overwritten with a_j
+// and the loss returned (losses.sampled_softmax).  A few exp per slot beside its two row passes.
+inline float Softmax(float* x, const float* w, const int32_t* slot, int n) {
+  if (n == 0) return 0.0f;
+  float top = x[0], x0 = 0.0f, w0 = 0.0f, z = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    top = std::max(top, x[i]);
+    if (slot[i] == 0) x0 = x[i], w0 = w[i];
+  }
+  for (int i = 0; i < n; ++i) z += (x[i] = std::exp(x[i] - top));
+  const float inv = 1.0f / z;
+  for (int i = 0; i < n; ++i) x[i] = w[i] * ((slot[i] == 0 ? 1.0f : 0.0f) - x[i] * inv);
+  return w0 * (std::log(z) + top - x0);
+}
+
 // The thread that owns a row: a multiplicative hash mapped onto [0, threads) by a multiply and
 // shift (no division per slot).
 inline int Owner(int32_t id, int threads) {
@@ -295,6 +314,7 @@ struct DenseOut {
   const float* coef;
   int64_t j;
   const float* offset = nullptr;  // [S, B, J] or none: NCE's log(k q(w)), subtracted from the logit
+  bool softmax = false;  // sampled softmax over the slots (one thread owns them all) instead of logistic
   int64_t Count(int64_t) const { return j; }
   int32_t Id(int64_t ex, int64_t k) const { return ids[ex * j + k]; }
   float Sign(int64_t ex, int64_t k) const { return sign[ex * j + k]; }
@@ -325,6 +345,7 @@ struct PathOut {
   float Weight(int64_t ex, int64_t) const { return weight[ex]; }
   float Coef(int64_t ex, int64_t) const { return coef[ex]; }
   float Offset(int64_t, int64_t) const { return 0.0f; }
+  static constexpr bool softmax = false;
 };
 
 template <class Out>
@@ -479,7 +500,8 @@ void Work(const Problem<Out>& p, int t, int threads, Barrier* barrier, std::atom
         sx[n] = sg[n] * (Dot(rows[n], h, d) - p.out.Offset(ex, k));
         mine[n++] = static_cast<int32_t>(k);
       }
-      my_loss[e] = Logistic(sx.data(), wt.data(), sg.data(), n);
+      my_loss[e] = p.out.softmax ? Softmax(sx.data(), wt.data(), mine.data(), n)
+                                 : Logistic(sx.data(), wt.data(), sg.data(), n);
       float* a = my_a.data() + e * j;
       for (int i = 0; i < n; ++i) a[mine[i]] = sx[i];
       WeightedSum(n, sx.data(), rows.data(), dh, d);
@@ -595,7 +617,8 @@ void Run(Problem<Out>& p, int64_t threads, int64_t hogwild) {
     for (auto& th : pool) th.join();
     return;
   }
-  const int n = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(p.batch, 1))));
+  // (a softmax normalises over all of an example's slots, which owned rows would split)
+  const int n = p.out.softmax ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(p.batch, 1))));
   std::vector<float> h(p.batch * p.d), dh(n * p.batch * p.d), part_loss(n * p.batch);
   p.h = h.data();
   p.dh = dh.data();
@@ -615,7 +638,8 @@ ffi::Error DenseUpdate(const char* name, ffi::Buffer<ffi::F32>& emb_in, ffi::Buf
                        ffi::Buffer<ffi::F32>& sign, ffi::Buffer<ffi::F32>& weight,
                        ffi::Buffer<ffi::F32>& out_coef, const ffi::Buffer<ffi::F32>* offset,
                        ffi::ResultBuffer<ffi::F32>& new_in, ffi::ResultBuffer<ffi::F32>& new_out,
-                       ffi::ResultBuffer<ffi::F32>& loss, int64_t threads, int64_t hogwild, float cap) {
+                       ffi::ResultBuffer<ffi::F32>& loss, int64_t threads, int64_t hogwild, float cap,
+                       bool softmax = false) {
   auto di = in_ids.dimensions(), dout = out_ids.dimensions();
   Problem<DenseOut> p;
   if (dout.size() != 3 || di.size() != 3 || di[0] != dout[0] || di[1] != dout[1] ||
@@ -625,7 +649,7 @@ ffi::Error DenseUpdate(const char* name, ffi::Buffer<ffi::F32>& emb_in, ffi::Buf
       !Setup(p, emb_in, emb_out, in_ids, in_hw, in_coef, new_in, new_out, loss, cap))
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, std::string("w2vjax ") + name + ": shapes do not match");
   p.out = DenseOut{out_ids.typed_data(), sign.typed_data(), weight.typed_data(), out_coef.typed_data(), dout[2],
-                   offset != nullptr ? offset->typed_data() : nullptr};
+                   offset != nullptr ? offset->typed_data() : nullptr, softmax};
   Run(p, threads, hogwild);
   return ffi::Error::Success();
 }
@@ -650,6 +674,18 @@ ffi::Error OffsetUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_
                         ffi::ResultBuffer<ffi::F32> loss, int64_t threads, int64_t hogwild, float cap) {
   return DenseUpdate("offset_update", emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
                      &offset, new_in, new_out, loss, threads, hogwild, cap);
+}
+
+// Sampled softmax: the offset entry's arguments (signs +1), the slots normalised by a softmax.
+ffi::Error SoftmaxUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
+                         ffi::Buffer<ffi::S32> in_ids, ffi::Buffer<ffi::F32> in_hw,
+                         ffi::Buffer<ffi::F32> in_coef, ffi::Buffer<ffi::S32> out_ids,
+                         ffi::Buffer<ffi::F32> sign, ffi::Buffer<ffi::F32> weight,
+                         ffi::Buffer<ffi::F32> out_coef, ffi::Buffer<ffi::F32> offset,
+                         ffi::ResultBuffer<ffi::F32> new_in, ffi::ResultBuffer<ffi::F32> new_out,
+                         ffi::ResultBuffer<ffi::F32> loss, int64_t threads, int64_t hogwild, float cap) {
+  return DenseUpdate("softmax_update", emb_in, emb_out, in_ids, in_hw, in_coef, out_ids, sign, weight, out_coef,
+                     &offset, new_in, new_out, loss, threads, hogwild, cap, true);
 }
 
 ffi::Error PathUpdate(ffi::Buffer<ffi::F32> emb_in, ffi::Buffer<ffi::F32> emb_out,
@@ -707,6 +743,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vLogisticUpdate, LogisticUpdate,
                                               .Arg<ffi::Buffer<ffi::F32>>()));  // out_coef [S, B, J]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vOffsetUpdate, OffsetUpdate,
+                              BindResults(BindTablesAndInputs()
+                                              .Arg<ffi::Buffer<ffi::S32>>()    // out_ids [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // sign [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // weight [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()    // out_coef [S, B, J]
+                                              .Arg<ffi::Buffer<ffi::F32>>()));  // offset [S, B, J]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(W2vSoftmaxUpdate, SoftmaxUpdate,
                               BindResults(BindTablesAndInputs()
                                               .Arg<ffi::Buffer<ffi::S32>>()    // out_ids [S, B, J]
                                               .Arg<ffi::Buffer<ffi::F32>>()    // sign [S, B, J]
