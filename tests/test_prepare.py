@@ -142,3 +142,34 @@ def test_vertical_tab_and_form_feed_separate_words_and_the_vectors_load(tmp_path
     for name in ("vectors.bin", "vectors.txt"):
         v = export.load_vectors(tmp_path / "wd" / name)
         assert sorted(v.words) == sorted({"the", "cat", "sat", "on", "mat", "d", "og"}), v.words
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 5])
+def test_the_c_tokenizer_gives_the_python_first_pass_exactly(tmp_path, monkeypatch, chunk_bytes):
+    """kernels/tokenize.cc against the Python fallback: the same provisional ids, words, line
+    breaks and sha256, on text with every separator bytes.split knows, runs of them, empty and
+    CRLF lines, non-ASCII words (NBSP and U+2028 are not separators) and many distinct words
+    (the hash table grows), also read in 5-byte chunks."""
+    import sys
+    import numpy as np
+    prep = sys.modules["w2vjax.prepare"]
+    if prep._tokenizer() is None:
+        pytest.skip("no C++ compiler: prepare runs the Python loop only")
+    if chunk_bytes:
+        monkeypatch.setattr(prep, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    seps = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\r\n", "\n\n", "  \n \t"]
+    words = ["the", "cat", "caf\u00e9", "na\u00efve", "a\u00a0b", "x\u2028y", "\u65e5\u672c"] + [
+        f"w{i}" for i in range(70000 if chunk_bytes is None else 300)]
+    text = "\n\n" + "".join(words[int(rng.integers(len(words)))] + seps[int(rng.integers(len(seps)))]
+                           for _ in range(200000 if chunk_bytes is None else 3000)) + "end"
+    path = tmp_path / "c.txt"
+    path.write_bytes(text.encode())
+    out = {}
+    for native in (True, False):
+        with prep.open_corpus(str(path)) as stream:
+            out[native] = prep._first_pass(stream, str(path), str(tmp_path / f"ids{native}"), native=native)
+    (w1, b1, n1, h1), (w0, b0, n0, h0) = out[True], out[False]
+    assert n1 == n0 == len(text.encode().split()) and w1 == w0 and h1 == h0
+    assert b1.dtype == b0.dtype == np.int64 and b1.tolist() == b0.tolist() and len(b0) == text.count("\n")
+    assert (tmp_path / "idsTrue").read_bytes() == (tmp_path / "idsFalse").read_bytes()

@@ -19,13 +19,8 @@ XLA engine.
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -34,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import objectives
+from .. import native, objectives
 from ..config import Config
 from . import xla
 
-SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "logistic_update.cc"
+SOURCE = native.KERNELS / "logistic_update.cc"
 TARGET = "w2vjax_logistic_update"
 PATH_TARGET = "w2vjax_path_update"
 OFFSET_TARGET = "w2vjax_offset_update"
@@ -46,46 +41,11 @@ SOFTMAX_TARGET = "w2vjax_softmax_update"
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-w")
 
 
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
-        return "".join(lines)
-    except OSError:
-        return platform.processor()
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("W2VJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "w2vjax")
-    return Path(root)
-
-
 @functools.lru_cache(maxsize=None)
 def _build() -> tuple[Optional[Path], str]:
     """``(path of the built library, '')`` or ``(None, why not)``."""
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        return None, f"no C++ compiler ({cxx}) on PATH"
     import jaxlib
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join((cxx,) + FLAGS).encode(),
-                                     jaxlib.__version__.encode(), _cpu_id().encode()])).hexdigest()[:16]
-    lib = _cache_dir() / f"logistic_update-{key}.so"
-    if lib.exists():
-        return lib, ""
-    try:
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
-        os.close(fd)
-        cmd = [cxx, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            os.unlink(tmp)
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            return None, f"compiling {SOURCE.name} failed: {last}"
-        os.replace(tmp, lib)  # atomic: a concurrent build or reader sees all or nothing
-    except (OSError, subprocess.SubprocessError) as e:
-        return None, f"building {SOURCE.name} failed: {e}"
-    return lib, ""
+    return native.build(SOURCE, (*FLAGS, "-isystem", jax.ffi.include_dir()), (jaxlib.__version__,))
 
 
 @functools.lru_cache(maxsize=None)
