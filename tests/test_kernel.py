@@ -108,11 +108,11 @@ def test_kernel_update_equals_the_xla_step(model, loss, mean, dim, exact, head_c
         previous = r["loss_sum"]
 
 
-def _own_rows_problem(d=8, seed=0):
+def _own_rows_problem(d=8, seed=0, j=5):
     """Kernel arguments whose micro-batch i uses rows [i v/4, (i + 1) v/4) of both tables only,
     with padded slots (weight 0), a cap of 2 that binds and per-micro-batch coefficients."""
     rng = np.random.default_rng(seed)
-    s, b, c, j, v = 4, 32, 2, 5, 40
+    s, b, c, v = 4, 32, 2, 40
     emb_in = rng.normal(size=(v, d)).astype(np.float32)
     emb_out = rng.normal(size=(v, d)).astype(np.float32) * 0.1
     own = lambda k: np.stack([rng.integers(i * v // s, (i + 1) * v // s, (b, k)) for i in range(s)])
@@ -180,25 +180,27 @@ import sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from w2vjax.engines import cpu_kernel as kernel
-kernel.FLAGS = kernel.FLAGS + ("-mno-avx512f",)
+kernel.FLAGS = kernel.FLAGS + tuple(sys.argv[4].split())
 ok, why = kernel.available()
 assert ok, why
 import test_kernel
-np.savez(sys.argv[2], *test_kernel._kernel_run(test_kernel._own_rows_problem(d=int(sys.argv[3])), 1))
+np.savez(sys.argv[2], *test_kernel._kernel_run(test_kernel._own_rows_problem(d=int(sys.argv[3]), j=11), 1))
 """
 
 
-@pytest.mark.parametrize("d", [100, 136])
-def test_portable_kernel_computes_what_the_vectorised_one_does(d, tmp_path):
-    """The kernel's portable loops (built here without AVX-512) and its AVX-512 ones (where this
-    CPU has them: the build is -march=native) give the same tables and losses, to float rounding
-    (the sums are added in another order), for rows of a tail (d % 16) and longer than 128."""
+@pytest.mark.parametrize("flags", ["-mno-avx512f", "-mno-avx512f -mno-avx2 -mno-fma"], ids=["avx2", "portable"])
+@pytest.mark.parametrize("d", [100, 136, 13])
+def test_portable_kernel_computes_what_the_vectorised_one_does(d, flags, tmp_path):
+    """The kernel's AVX2 loops (built here without AVX-512), its portable ones (without AVX2
+    either) and the native build (-march=native: AVX-512 where this CPU has it) give the same
+    tables and losses, to float rounding (the sums are added in another order), for rows with a
+    tail (d % 16, d % 8), longer than 128 and shorter than a vector."""
     out = tmp_path / "portable.npz"
-    r = subprocess.run([sys.executable, "-c", _PORTABLE, os.path.dirname(__file__), str(out), str(d)],
+    r = subprocess.run([sys.executable, "-c", _PORTABLE, os.path.dirname(__file__), str(out), str(d), flags],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     portable = np.load(out)
-    native = _kernel_run(_own_rows_problem(d=d), 1)
+    native = _kernel_run(_own_rows_problem(d=d, j=11), 1)
     for i, a in enumerate(native):
         np.testing.assert_allclose(portable[f"arr_{i}"], a, rtol=1e-5, atol=1e-6)
 

@@ -34,7 +34,7 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
@@ -157,6 +157,108 @@ inline void ScaledAdds(const float* x, int n, const float* coef, float* const* r
     }
   }
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// AVX2 with FMA (this project's 2-core AMD machines have no AVX-512): 8 floats a vector, a row's
+// last d % 8 floats as 4 (SSE) and then one at a time (no masked stores: AMD's vmaskmovps store
+// is microcoded), the sums in registers as above.  Without it the portable loops ran: their Dot
+// reduced its partial sums through the stack, and the logistic function was scalar.
+inline float Sum4(__m128 s) {
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+inline __m128 Fold(__m256 v) { return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); }
+
+inline float Dot(const float* __restrict x, const float* __restrict y, int64_t d) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+  }
+  if (i + 8 <= d) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    i += 8;
+  }
+  __m128 s = Fold(_mm256_add_ps(a0, a1));
+  if (i + 4 <= d) {
+    s = _mm_fmadd_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i), s);
+    i += 4;
+  }
+  float r = Sum4(s);
+  for (; i < d; ++i) r = std::fma(x[i], y[i], r);
+  return r;
+}
+
+inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t d) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  if (i + 4 <= d) {
+    _mm_storeu_ps(y + i, _mm_fmadd_ps(_mm256_castps256_ps128(va), _mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+    i += 4;
+  }
+  for (; i < d; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+// out = sum_i coef_i rows_i, in order i: columns 64 at a time (8 vectors) in registers, then
+// the row's tail
+inline void WeightedSum(int n, const float* coef, const float* const* rows, float* out, int64_t d) {
+  const int64_t d8 = d - d % 8;
+  for (int64_t c = 0; c < d8; c += 64) {
+    const int64_t nv = std::min<int64_t>(8, (d8 - c) / 8);
+    __m256 acc[8];
+    for (int k = 0; k < 8; ++k) acc[k] = _mm256_setzero_ps();
+    for (int i = 0; i < n; ++i) {
+      const __m256 a = _mm256_set1_ps(coef[i]);
+      const float* r = rows[i] + c;
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        if (k < nv) acc[k] = _mm256_fmadd_ps(a, _mm256_loadu_ps(r + 8 * k), acc[k]);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      if (k < nv) _mm256_storeu_ps(out + c + 8 * k, acc[k]);
+  }
+  int64_t t = d8;
+  if (t + 4 <= d) {
+    __m128 acc = _mm_setzero_ps();
+    for (int i = 0; i < n; ++i) acc = _mm_fmadd_ps(_mm_set1_ps(coef[i]), _mm_loadu_ps(rows[i] + t), acc);
+    _mm_storeu_ps(out + t, acc);
+    t += 4;
+  }
+  for (; t < d; ++t) {
+    float acc = 0.0f;
+    for (int i = 0; i < n; ++i) acc = std::fma(coef[i], rows[i][t], acc);
+    out[t] = acc;
+  }
+}
+
+// rows_i += coef_i x, in order i (a row listed twice gets both), x kept in registers
+inline void ScaledAdds(const float* x, int n, const float* coef, float* const* rows, int64_t d) {
+  const int64_t d8 = d - d % 8;
+  for (int64_t c = 0; c < d8; c += 64) {
+    const int64_t nv = std::min<int64_t>(8, (d8 - c) / 8);
+    __m256 xv[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) xv[k] = k < nv ? _mm256_loadu_ps(x + c + 8 * k) : _mm256_setzero_ps();
+    for (int i = 0; i < n; ++i) {
+      const __m256 a = _mm256_set1_ps(coef[i]);
+      float* r = rows[i] + c;
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        if (k < nv) _mm256_storeu_ps(r + 8 * k, _mm256_fmadd_ps(a, xv[k], _mm256_loadu_ps(r + 8 * k)));
+    }
+  }
+  int64_t t = d8;
+  if (t + 4 <= d) {
+    const __m128 xt = _mm_loadu_ps(x + t);
+    for (int i = 0; i < n; ++i) _mm_storeu_ps(rows[i] + t, _mm_fmadd_ps(_mm_set1_ps(coef[i]), xt, _mm_loadu_ps(rows[i] + t)));
+    t += 4;
+  }
+  for (; t < d; ++t)
+    for (int i = 0; i < n; ++i) rows[i][t] = std::fma(coef[i], x[t], rows[i][t]);
+}
 #else  // portable loops (tests/test_kernel.py builds them too and compares)
 // 16 partial sums, added pairwise at the end: vectorised, in a fixed order (GCC had compiled an
 // `omp simd` reduction into a chain of 16 scalar adds per product).
@@ -269,6 +371,53 @@ inline float Logistic(float* x, const float* w, const float* sign, int n) {
     loss = _mm512_fmadd_ps(wv, sp, loss);  // (lanes past n: w = 0, z = 0)
   }
   return _mm512_reduce_add_ps(loss);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+inline __m256 ExpNonPositive8(__m256 x) {  // ExpNonPositive, 8 at a time
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 q = _mm256_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kExpPoly[i]));
+  q = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(q, r), r, r), _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(q, _mm256_castsi256_ps(bits));
+}
+
+inline __m256 Log1pUnit8(__m256 e) {  // Log1pUnit, 8 at a time
+  const __m256 s = _mm256_div_ps(e, _mm256_add_ps(_mm256_set1_ps(2.0f), e)), s2 = _mm256_mul_ps(s, s);
+  __m256 q = _mm256_set1_ps(kAtanhSeries[0]);
+  for (int i = 1; i < 8; ++i) q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(kAtanhSeries[i]));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), s), q);
+}
+
+// (the last n % 8 slots through zero-padded copies: w = 0, z = 0 adds nothing to the loss)
+inline float Logistic(float* x, const float* w, const float* sign, int n) {
+  __m256 loss = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  for (int i = 0; i < n; i += 8) {
+    alignas(32) float zb[8] = {0.0f}, wb[8] = {0.0f}, sb[8] = {0.0f}, ab[8];
+    const bool full = n - i >= 8;
+    if (!full) {
+      std::copy(x + i, x + n, zb), std::copy(w + i, w + n, wb), std::copy(sign + i, sign + n, sb);
+    }
+    const __m256 z = full ? _mm256_loadu_ps(x + i) : _mm256_load_ps(zb);
+    const __m256 wv = full ? _mm256_loadu_ps(w + i) : _mm256_load_ps(wb);
+    const __m256 sv = full ? _mm256_loadu_ps(sign + i) : _mm256_load_ps(sb);
+    const __m256 ez = ExpNonPositive8(_mm256_sub_ps(zero, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z)));
+    const __m256 num = _mm256_blendv_ps(one, ez, _mm256_cmp_ps(z, zero, _CMP_GT_OQ));
+    const __m256 a = _mm256_div_ps(_mm256_mul_ps(_mm256_mul_ps(wv, sv), num), _mm256_add_ps(one, ez));
+    if (full) {
+      _mm256_storeu_ps(x + i, a);
+    } else {
+      _mm256_store_ps(ab, a);
+      std::copy(ab, ab + (n - i), x + i);
+    }
+    const __m256 sp = _mm256_add_ps(_mm256_max_ps(_mm256_sub_ps(zero, z), zero), Log1pUnit8(ez));
+    loss = _mm256_fmadd_ps(wv, sp, loss);
+  }
+  return Sum4(Fold(loss));
 }
 #else
 inline float Logistic(float* x, const float* w, const float* sign, int n) {
