@@ -64,6 +64,7 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
     cfg = make_config(model=model, loss=loss, dim=args.dim, window=args.window, min_count=args.min_count,
                       sample=args.sample, negative=args.negative, epochs=args.epochs, seed=args.seed,
                       batch_size=args.batch_size, row_update_cap=args.row_update_cap,
+                      **({"steps_per_call": args.steps_per_call} if args.steps_per_call else {}),
                       shared_negatives=args.shared_negatives or None, device_windows=device_windows,
                       cpu_kernel=cpu_kernel, threads=threads)
     s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False)
@@ -73,7 +74,7 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
     k = s["cpu_kernel_threads"]
     mode = " Hogwild" if k > 1 else ""  # several kernel threads always run Hogwild
     step = f", CPU kernel {k} thread{'s' if k > 1 else ''}{mode}" if k else (", XLA step" if s["platform"] == "cpu" else "")
-    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {cfg.batch_size}"
+    return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {s.get('batch_size', cfg.batch_size)}"
                     f"{' windows' if cfg.windows else ''}{rows}{step}{nproc})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
             "effective_words_per_s": s["effective_words_per_s"], "vocab_size": s["vocab_size"],
@@ -183,6 +184,7 @@ def main():
     p.add_argument("--workers", type=int, default=2, help="gensim worker threads")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--row-update-cap", type=float, default=None)
+    p.add_argument("--steps-per-call", type=int, default=None, help="w2vjax's micro-batches per call")
     p.add_argument("--shared-negatives", action="store_true")
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     # child-process arguments

@@ -811,7 +811,8 @@ def _summary(cfg, engine, loop: Loop, train_step, token_spec, metrics_path: str,
             # times the step was traced and compiled: 1 = fixed shapes (the last batch is padded)
             "step_compilations": train_step.traces(),
             "devices": layout.size, "processes": jax.process_count(), "data_shards": loop.shards,
-            **engine.summary(), "row_update_cap": cfg.row_cap,
+            **engine.summary(), "batch_size": cfg.batch_size, "steps_per_call": cfg.train.steps_per_call,
+            "row_update_cap": cfg.row_cap,
             "device_rows": [token_spec.rows, token_spec.row_tokens] if token_spec else None,
             "shard_tables": layout.shard_tables, "_vectors": vectors}
 
