@@ -95,7 +95,7 @@ class TrainConfig:
     min_lr_ratio: float = setting(1e-4, "the rate's floor as a fraction of --lr (word2vec.c's)")
     batch_size: Optional[int] = setting(
         None, "examples per update",
-        default_help="256 on CPU (skip-gram/NS on the CPU kernel: 1, with 256x --steps-per-call "
+        default_help="256 on CPU (negative sampling on the CPU kernel: 1, with 256x --steps-per-call "
         "updates a call), 48 center windows with --shared-negatives; 16x that on GPU/TPU (CBOW 4x)")
     steps_per_call: int = setting(128, "updates run inside one jitted call (lax.scan)")
     seed: int = setting(1, "random seed (initial vectors, subsampling, windows, noise words)")

@@ -91,13 +91,16 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
 
 
 def kernel_batch(cfg: Config) -> Config:
-    """The CPU kernel's default batch: skip-gram/NS updates after every pair, as word2vec.c and
-    gensim do (a call keeps 256 x --steps-per-call pairs).  Summed over 256 pairs it lost 0.012
-    SimLex-999 to gensim over 5 epochs on 17 M words (3 seeds, p 0.028) while gaining analogies;
-    per pair it is level on SimLex-999 at the same speed (docs/simlex.md).  CBOW/NS and
-    skip-gram/HS were level at 256 and keep it."""
+    """The CPU kernel's default batch for negative sampling: update after every pair
+    (skip-gram) or window (CBOW), as word2vec.c and gensim do (a call keeps 256 x
+    --steps-per-call examples).  Summed over 256 pairs skip-gram lost 0.012 SimLex-999 to gensim
+    over 5 epochs on 17 M words (3 seeds, p 0.028) while gaining analogies; per pair it is level on
+    SimLex-999 at the same speed (docs/simlex.md).  CBOW summed over 256 windows trailed gensim's
+    WS-353 by 0.058 on the 2.1 M-word text8 head (3 seeds) and per window by 0.02, at the same
+    speed (benchmarks/results/cbow_text8head_seeds).  Skip-gram/HS keeps 256: per pair its
+    threads fight over the tree's top rows (1 epoch of the head: 5.7-7.9 s against 4.8-5.4 s)."""
     t, m = cfg.train, cfg.model
-    if t.batch_size is not None or not (m.model == "skipgram" and m.loss == "ns" and not cfg.windows):
+    if t.batch_size is not None or m.loss != "ns" or (m.model == "skipgram" and cfg.windows):
         return cfg
     per_call = t.steps_per_call * cfg.cpu_batch_size
     return dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=1, steps_per_call=per_call))
