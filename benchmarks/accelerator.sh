@@ -14,8 +14,8 @@
 #
 # Per run: `w2vjax train` for EPOCHS (default 1) with evaluation, the engine engines.choose picks
 # at the default batch (the XLA engine with device windows), for skip-gram/NS, CBOW/NS and
-# skip-gram/HS, each without and with XLA_FLAGS=--xla_gpu_ftz=true, then skip-gram/NS and /HS with
-# --pallas.  Each run's line (raw words/s of the training loop, whole-process seconds, analogy,
+# skip-gram/HS, each without and with XLA_FLAGS=--xla_gpu_ftz=true, then skip-gram/NS, CBOW/NS and
+# skip-gram/HS with --pallas.  Each run's line (raw words/s of the training loop, whole-process seconds, analogy,
 # WS-353, SimLex) is appended to OUTDIR/runs.md as soon as it ends, so a run cut short still
 # leaves what it finished; OUTDIR/devices.txt says what ran, on what, at which commit.
 # RUNS="sg-ns cbow-ns" picks runs; EXTRA adds train flags (e.g. "--max-vocab 5000" for a CPU check).
@@ -55,7 +55,7 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {s['engine']} | {batch
 PY
     tail -n 1 "$dest/runs.md"
 }
-for r in ${RUNS:-sg-ns cbow-ns sg-hs sg-ns-ftz cbow-ns-ftz sg-hs-ftz sg-ns-pallas sg-hs-pallas}; do
+for r in ${RUNS:-sg-ns cbow-ns sg-hs sg-ns-ftz cbow-ns-ftz sg-hs-ftz sg-ns-pallas cbow-ns-pallas sg-hs-pallas}; do
     case $r in
         sg-ns) one $r "" --model skipgram --loss ns ;;
         cbow-ns) one $r "" --model cbow --loss ns ;;
@@ -64,6 +64,7 @@ for r in ${RUNS:-sg-ns cbow-ns sg-hs sg-ns-ftz cbow-ns-ftz sg-hs-ftz sg-ns-palla
         cbow-ns-ftz) one $r "--xla_gpu_ftz=true" --model cbow --loss ns ;;
         sg-hs-ftz) one $r "--xla_gpu_ftz=true" --model skipgram --loss hs ;;
         sg-ns-pallas) one $r "" --model skipgram --loss ns --pallas ;;
+        cbow-ns-pallas) one $r "" --model cbow --loss ns --pallas ;;
         sg-hs-pallas) one $r "" --model skipgram --loss hs --pallas ;;
     esac
 done

@@ -77,15 +77,17 @@ def test_pallas_is_chosen_only_when_asked_and_where_it_fits():
     assert _choose("gpu", model="skipgram")[1].name == "xla"  # not by default
     with pytest.raises(ConfigError, match="--pallas runs on one device"):
         _choose("gpu", 8, model="skipgram", pallas=True)
-    with pytest.raises(ConfigError, match="--pallas runs skip-gram"):
-        _choose("gpu", model="cbow", pallas=True)
+    assert _choose("gpu", model="cbow", loss="ns", pallas=True)[1].name == "pallas"
+    with pytest.raises(ConfigError, match="--pallas runs skip-gram pairs or CBOW"):
+        _choose("gpu", model="skipgram", shared_negatives=True, pallas=True)
     for loss in ("nce", "sampled-softmax"):  # the Pallas kernel is the logistic NS/HS update only
         with pytest.raises(ConfigError, match="--pallas"):
             _choose("gpu", model="skipgram", loss=loss, pallas=True)
 
 
-@pytest.mark.parametrize("loss,windows", [("ns", False), ("hs", True)])
-def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path, loss, windows):
+@pytest.mark.parametrize("model,loss,windows", [("skipgram", "ns", False), ("skipgram", "hs", True),
+                                                ("cbow", "ns", True), ("cbow", "hs", False)])
+def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path, model, loss, windows):
     """The pallas engine through the trainer (host stream or device windows), on CPU in Pallas's
     interpret mode: it runs through the whole corpus, losses and vectors are finite (whether
     it learns as well as the XLA update is for a GPU run to measure).  (Interpret mode keeps the last
@@ -95,7 +97,7 @@ def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path,
     import numpy as np
 
     from w2vjax.train import train_and_evaluate
-    cfg = make_config(model="skipgram", loss=loss, dim=8, epochs=2, batch_size=64, steps_per_call=8,
+    cfg = make_config(model=model, loss=loss, dim=8, epochs=2, batch_size=64, steps_per_call=8,
                       min_count=3, pallas=True, device_windows=windows, log_every_s=0.0)
     s = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False)
     assert s["engine"] == "pallas" and s["device_windows"] is windows and s["step_compilations"] == 1

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from w2vjax import objectives
-from w2vjax.batches import Pairs
+from w2vjax.batches import Pairs, Windows
 from w2vjax.config import make_config
 from w2vjax.engines import pallas_gpu as pg
 from w2vjax.engines import xla
@@ -158,3 +158,105 @@ def test_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
     np.testing.assert_allclose(np.asarray(o), np.asarray(p["emb_out"]), atol=1e-5)
     assert abs(float(loss.sum()) - float(stats["loss_sum"])) < 1e-5
     assert np.array_equal(np.asarray(o)[points[out[2], 2]], eo[points[out[2], 2]])  # the padded slot: untouched
+
+
+C = 4  # CBOW context slots
+
+
+def _cbow_batch(rng, b, ei_rows=V):
+    """CBOW windows whose input ids are all distinct (a permutation), some context slots dead."""
+    inp = rng.permutation(ei_rows)[:b * C].reshape(b, C)
+    ctx = (rng.random((b, C)) < 0.75).astype(np.float32)
+    ctx[0] = 0.0  # a window with no live context: h = 0, its rows untouched
+    ctx[1] = 1.0
+    return inp, ctx
+
+
+def _xla_cbow(ei, eo, inp, ctx, out, neg, mask, cap, lr=0.05, cbow_mean=True, exact_grad=False, loss="ns",
+              tables=None):
+    cfg = make_config(model="cbow", loss=loss, dim=D, negative=K, row_update_cap=cap, lr=lr, cpu_kernel=False,
+                      cbow_mean=cbow_mean, cbow_exact_grad=exact_grad)
+    sched = xla.make_schedule(cfg, 1000)
+    update = xla.make_update(cfg, tables if tables is not None else _tables(ei.shape[0]), sched)
+    params = {"emb_in": jnp.asarray(ei), "emb_out": jnp.asarray(eo)}
+    mb = Windows(jnp.asarray(inp, jnp.int32), jnp.asarray(ctx), jnp.asarray(out, jnp.int32),
+                 jnp.asarray(mask, jnp.float32), jnp.asarray(0, jnp.int32),
+                 None if neg is None else jnp.asarray(neg, jnp.int32))
+    p, _, stats, _ = update(params, xla.make_optimizer(cfg).init(params), jnp.asarray(0), jax.random.key(0), mb)
+    return np.asarray(p["emb_in"]), np.asarray(p["emb_out"]), float(stats["loss_sum"]), float(sched(0))
+
+
+@pytest.mark.parametrize("cbow_mean,exact_grad,count_mode", [(True, False, "kernel"), (True, True, "xla"),
+                                                             (False, False, "kernel")])
+def test_cbow_windows_with_distinct_rows_equal_the_xla_engine(cbow_mean, exact_grad, count_mode):
+    """CBOW/NS windows, every row distinct in each table: the kernel's h (the context rows' mean
+    or sum) and its gradient rule (word2vec.c's whole dL/dh to every context row, or the exact
+    1/C) are the XLA engine's; dead context slots and a masked window change nothing."""
+    rng = np.random.default_rng(5)
+    b = 8
+    ei, eo = _tables_np(5)
+    inp, ctx = _cbow_batch(rng, b)
+    oid = rng.permutation(V)[:b * (K + 1)].reshape(b, K + 1)
+    out, neg = oid[:, 0], oid[:, 1:]
+    mask = np.ones(b, np.float32)
+    mask[6] = 0.0
+    ref_in, ref_out, ref_loss, lr = _xla_cbow(ei, eo, inp, ctx, out, neg, mask, 2.0, cbow_mean=cbow_mean,
+                                              exact_grad=exact_grad)
+    a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
+                              jnp.asarray(out, jnp.int32), jnp.asarray(neg, jnp.int32), jnp.asarray(mask), lr, 2.0,
+                              ctx_mask=jnp.asarray(ctx), cbow_mean=cbow_mean, exact_grad=exact_grad, block=BLOCK,
+                              interpret=True, count_mode=count_mode)
+    np.testing.assert_allclose(np.asarray(a), ref_in, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(o), ref_out, atol=1e-5)
+    assert abs(float(loss.sum()) - ref_loss) < 1e-5
+    live = (ctx * mask[:, None]) > 0
+    assert np.array_equal(np.asarray(a)[inp[~live]], ei[inp[~live]])  # dead slots and the masked window
+    assert np.abs(np.asarray(a)[inp[live]] - ei[inp[live]]).max() > 1e-4
+
+
+def test_cbow_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
+    rng = np.random.default_rng(6)
+    b, L = 8, 3
+    ei, eo = _tables_np(6)
+    out = rng.permutation(32)[:b]
+    points = (np.arange(V)[:, None] * L + np.arange(L)[None]) % V
+    codes = rng.integers(0, 2, size=(V, L))
+    pmask = np.ones((V, L), bool)
+    pmask[out[3], 1:] = False
+    z = jnp.zeros((V,), jnp.float32)
+    tables = objectives.Tables(z + 1.0, jnp.arange(V, dtype=jnp.int32), jnp.asarray(codes, jnp.int32),
+                               jnp.asarray(points, jnp.int32), jnp.asarray(pmask), z + 1.0)
+    inp, ctx = _cbow_batch(rng, b)
+    mask = np.ones(b, np.float32)
+    ref_in, ref_out, ref_loss, lr = _xla_cbow(ei, eo, inp, ctx, out, None, mask, 2.0, loss="hs", tables=tables)
+    a, o, loss = pg.hs_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
+                              jnp.asarray(out, jnp.int32), jnp.asarray(mask), lr, 2.0, jnp.asarray(points),
+                              jnp.asarray(codes), jnp.asarray(pmask), ctx_mask=jnp.asarray(ctx), block=BLOCK,
+                              interpret=True)
+    np.testing.assert_allclose(np.asarray(a), ref_in, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(o), ref_out, atol=1e-5)
+    assert abs(float(loss.sum()) - ref_loss) < 1e-5
+
+
+def test_cbow_rows_repeated_across_programs_follow_the_sequential_emulation():
+    """CBOW windows repeated by 3 programs (shuffled): Hogwild reads what earlier programs wrote, as
+    reference_update emulates for windows; each live row is touched 3 times, so cap 2 binds."""
+    rng = np.random.default_rng(7)
+    ei, eo = _tables_np(7)
+    base_in, base_ctx = _cbow_batch(rng, BLOCK)
+    base_out = rng.permutation(V)[:BLOCK * (K + 1)].reshape(BLOCK, K + 1)
+    perms = [np.arange(BLOCK)] + [rng.permutation(BLOCK) for _ in range(2)]
+    inp, ctx, oid = (np.concatenate([x[p] for p in perms]) for x in (base_in, base_ctx, base_out))
+    out, neg = oid[:, 0], oid[:, 1:]
+    mask = np.ones(inp.shape[0], np.float32)
+    lr = 0.5
+    for cap in (2.0, 0.0):
+        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
+                                  jnp.asarray(out, jnp.int32), jnp.asarray(neg, jnp.int32), jnp.asarray(mask), lr,
+                                  cap, ctx_mask=jnp.asarray(ctx), block=BLOCK, interpret=True)
+        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, BLOCK, ctx_mask=ctx)
+        np.testing.assert_allclose(np.asarray(a), ra, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(o), ro, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
+    capped = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 2.0, BLOCK, ctx_mask=ctx)[0]
+    assert np.abs(capped - np.asarray(a)).max() > 1e-3

@@ -140,7 +140,7 @@ class TrainConfig:
         "on the host stream's examples", runtime=True,
         default_help="on a one-device CPU run, when it builds")
     pallas: bool = setting(
-        False, "skip-gram NS/HS on one device: the fused Pallas (Triton) GPU kernel instead of the XLA "
+        False, "skip-gram or CBOW, NS/HS, on one device: the fused Pallas (Triton) GPU kernel instead of the XLA "
         "update (Hogwild within a micro-batch; compiled for an H200 but not yet timed on one, see "
         "benchmarks/results/pallas_compile.md); on CPU it runs in Pallas's interpret mode, slowly, for tests")
     threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
@@ -271,8 +271,9 @@ class Config:
              "(not the full softmax nor --shared-negatives)"),
             (not t.cpu_kernel or not t.device_windows,
              "--cpu-kernel takes the host stream's examples (not --device-windows)"),
-            (not t.pallas or (m.model == "skipgram" and m.loss in ("ns", "hs") and not m.shared_negatives),
-             "--pallas runs skip-gram pairs with negative sampling or hierarchical softmax"),
+            (not t.pallas or (m.loss in ("ns", "hs") and not m.shared_negatives),
+             "--pallas runs skip-gram pairs or CBOW windows with negative sampling or hierarchical softmax "
+             "(not --shared-negatives)"),
             (not (t.pallas and t.cpu_kernel), "--pallas and --cpu-kernel are two engines; choose one"),
             (not t.device_windows or t.data_shards <= 1,
              "--device-windows deals one stream's rows to every device and process; "

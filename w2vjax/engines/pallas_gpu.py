@@ -1,13 +1,14 @@
-"""A fused Pallas update for the GPU (the Triton backend): skip-gram pairs, negative sampling
-or hierarchical softmax, one micro-batch in 1-3 kernel launches.
+"""A fused Pallas update for the GPU (the Triton backend): skip-gram pairs or CBOW windows,
+negative sampling or hierarchical softmax, one micro-batch in 1-3 kernel launches.
 
 As BlazingText and FULL-W2V do it in CUDA: the micro-batch is cut into blocks of ``block``
 examples, one Triton program each.  A program loads its examples' input rows ``h`` once (kept
-on chip), then for every output slot ``j`` (the center word and the noise words, or the
-Huffman path's inner nodes) loads the output rows ``o_j``, computes
-``g_j = (sigmoid(s_j h.o_j) - 1) s_j w_j mask``, accumulates ``dL/dh = sum_j g_j o_j`` and
-adds ``-lr g_j h / div_out_j`` into ``emb_out`` at once with atomics; last it adds
-``-lr dL/dh / div_in`` into ``emb_in``.  Each row is read and written once per pair.
+on chip; a CBOW window's ``h`` is its context rows' weighted sum), then for every output slot
+``j`` (the center word and the noise words, or the Huffman path's inner nodes) loads the output
+rows ``o_j``, computes ``g_j = (sigmoid(s_j h.o_j) - 1) s_j w_j mask``, accumulates
+``dL/dh = sum_j g_j o_j`` and adds ``-lr g_j h / div_out_j`` into ``emb_out`` at once with
+atomics; last it adds ``-lr dL/dh / div_in`` into ``emb_in`` (CBOW: ``-lr gw_c dL/dh / div_in``
+into every context row ``c``).  Each row is read and written once per example.
 
 The row-update cap (:func:`w2vjax.engines.xla.cap_row_updates`) divides a slot's update by
 ``max(1, touches / cap)``, ``touches`` the live slots touching that row in the micro-batch
@@ -49,7 +50,10 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-DEFAULT_BLOCK = 32  # examples per program; untuned (nothing could be timed without a device)
+DEFAULT_BLOCK = 32  # pairs per program; untuned (nothing could be timed without a device)
+# CBOW windows per program: a window reads ~2W input rows, and the accelerator's CBOW micro-batch
+# is 1024 windows, so 8 gives 128 programs a micro-step, as 4096 pairs at 32 do; also untuned
+CBOW_BLOCK = 8
 DEFAULT_WARPS = 4
 
 
@@ -69,6 +73,30 @@ def _log_sigmoid(x):
 
 def _sigmoid(x):
     return 1.0 / (1.0 + jnp.exp(-x))
+
+
+# -- the input and output slots of a block of examples -------------------------------------------
+
+def _pair_inputs(inp_ref, rows):
+    """Skip-gram pairs: one input row per example, ``[(ids, h_weight, grad_weight, touch)]``
+    (None: 1)."""
+    return [(inp_ref[rows], None, None, None)]
+
+
+def _window_inputs(inp_ref, ctx_ref, rows, width, mean, exact_grad):
+    """CBOW windows: the ``width`` context slots, ``h = sum_c hw_c emb_in[ids_c]`` and the context
+    row ``c`` receiving ``gw_c dL/dh`` (:func:`w2vjax.objectives.kernel_inputs`' rule, so
+    word2vec.c's by default: the mean forward, the whole gradient to every context row); a live
+    context slot is one touch of its row."""
+    ctx = [ctx_ref[rows, c] for c in range(width)]
+    count = functools.reduce(lambda a, b: a + b, ctx)
+    inv = 1.0 / jnp.maximum(count, 1.0)
+    out = []
+    for c in range(width):
+        hw = ctx[c] * inv if mean else ctx[c]
+        gw = ctx[c] * inv if mean == exact_grad else ctx[c]
+        out.append((inp_ref[rows, c], hw, gw, ctx[c]))
+    return out
 
 
 # -- the output slots of a block of examples ----------------------------------------------------
@@ -94,16 +122,16 @@ def _hs_slots(out_ref, points_ref, codes_ref, pmask_ref, rows, path_len):
 
 # -- the three kernels --------------------------------------------------------------------------
 
-def _count_kernel(*refs, slots_fn, n_slot_refs, block, interpret, reset):
+def _count_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, interpret, reset):
     """Launch 1 (``reset=False``): add each live slot's touch weight into the counts;
     launch 3 (``reset=True``): set the touched entries back to 0."""
-    inp_ref, mask_ref = refs[:2]
-    slot_refs = refs[2:2 + n_slot_refs]
+    in_refs, mask_ref = refs[:n_in_refs], refs[n_in_refs]
+    slot_refs = refs[n_in_refs + 1:n_in_refs + 1 + n_slot_refs]
     cnt_in, cnt_out = refs[-2:]  # the aliased outputs (same buffers as the inputs before them)
     rows = pl.ds(pl.program_id(0) * block, block)
-    inp = inp_ref[rows]
     mask = mask_ref[rows]
-    for ids, w, cnt in [(inp, None, cnt_in)] + [(i, w_, cnt_out) for i, _, w_ in slots_fn(*slot_refs, rows)]:
+    ins = [(ids, t, cnt_in) for ids, _, _, t in in_fn(*in_refs, rows)]
+    for ids, w, cnt in ins + [(i, w_, cnt_out) for i, _, w_ in slots_fn(*slot_refs, rows)]:
         if reset:
             cnt[ids] = jnp.zeros((block,), cnt.dtype)
             continue
@@ -114,24 +142,30 @@ def _count_kernel(*refs, slots_fn, n_slot_refs, block, interpret, reset):
             plt.atomic_add(cnt, ids, t, mask=t > 0)
 
 
-def _update_kernel(*refs, slots_fn, n_slot_refs, block, d, cap, interpret):
+def _update_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, d, cap, interpret):
     """Launch 2: the fused update of one block of examples (module docstring)."""
-    lr_ref, inp_ref, mask_ref = refs[:3]
-    slot_refs = refs[3:3 + n_slot_refs]
-    rest = refs[3 + n_slot_refs:]
+    lr_ref, in_refs, mask_ref = refs[0], refs[1:1 + n_in_refs], refs[1 + n_in_refs]
+    slot_refs = refs[2 + n_in_refs:2 + n_in_refs + n_slot_refs]
+    rest = refs[2 + n_in_refs + n_slot_refs:]
     if cap > 0:
         cnt_in_ref, cnt_out_ref = rest[:2]
         rest = rest[2:]
     emb_in, emb_out, loss_ref = rest[-3:]  # outputs; emb_* alias the input tables (read through them)
     rows = pl.ds(pl.program_id(0) * block, block)
     lr = lr_ref[0]
-    inp = inp_ref[rows]
     mask = mask_ref[rows]
     chunks = column_chunks(d)
     # the tables are flat [V * D] views: element offsets row * D + column ([block, n] int32 each)
     cols = [s + jnp.arange(n, dtype=jnp.int32)[None, :] for s, n in chunks]
-    at_in = [inp[:, None] * d + c for c in cols]
-    h = [emb_in[a] for a in at_in]  # [block, n] each, kept for the whole block
+    ins = in_fn(*in_refs, rows)
+    at_ins, h = [], None  # h: [block, n] per column chunk, kept for the whole block
+    for ids, hw, _, _ in ins:
+        at_in = [ids[:, None] * d + c for c in cols]
+        v = [emb_in[a] for a in at_in]
+        if hw is not None:
+            v = [hw[:, None] * x for x in v]
+        h = v if h is None else [x + y for x, y in zip(h, v)]
+        at_ins.append(at_in)
     gin = [jnp.zeros_like(c) for c in h]
     loss = jnp.zeros((block,), jnp.float32)
     for ids, sign, w in slots_fn(*slot_refs, rows):
@@ -152,23 +186,38 @@ def _update_kernel(*refs, slots_fn, n_slot_refs, block, d, cap, interpret):
             else:
                 plt.atomic_add(emb_out, a, upd,
                                mask=jnp.broadcast_to((wm != 0)[:, None], upd.shape))
-    scale_in = -lr * jnp.ones((block,), jnp.float32)
-    if cap > 0:
-        scale_in = scale_in / jnp.maximum(1.0, cnt_in_ref[inp].astype(jnp.float32) / cap)
-    for a, gc in zip(at_in, gin):
-        upd = scale_in[:, None] * gc
-        if interpret:
-            plt.atomic_add(emb_in, a, upd)
-        else:
-            plt.atomic_add(emb_in, a, upd,
-                           mask=jnp.broadcast_to((mask != 0)[:, None], upd.shape))
+    for (ids, _, gw, t), at_in in zip(ins, at_ins):  # dL/dh into every input row of the example
+        scale_in = -lr * (jnp.ones((block,), jnp.float32) if gw is None else gw)
+        if cap > 0:
+            scale_in = scale_in / jnp.maximum(1.0, cnt_in_ref[ids].astype(jnp.float32) / cap)
+        live = mask if t is None else mask * t
+        for a, gc in zip(at_in, gin):
+            upd = scale_in[:, None] * gc
+            if interpret:
+                plt.atomic_add(emb_in, a, upd)
+            else:
+                plt.atomic_add(emb_in, a, upd,
+                               mask=jnp.broadcast_to((live != 0)[:, None], upd.shape))
     loss_ref[rows] = loss
 
 
 # -- the update of one micro-batch --------------------------------------------------------------
 
+def _inputs(inp, ctx_mask, cbow_mean, exact_grad):
+    """The input side as kernel arrays and its slot function: pairs ``inp [B]``, or CBOW windows
+    ``inp [B, C]`` with ``ctx_mask [B, C]``."""
+    if ctx_mask is None:
+        if inp.ndim != 1:
+            raise ValueError(f"skip-gram pairs take inp [B]; windows [B, C] need ctx_mask (got {inp.shape})")
+        return (inp.astype(jnp.int32),), _pair_inputs
+    if ctx_mask.shape != inp.shape or inp.ndim != 2:
+        raise ValueError(f"CBOW windows take inp and ctx_mask [B, C], got {inp.shape} and {ctx_mask.shape}")
+    fn = functools.partial(_window_inputs, width=inp.shape[1], mean=cbow_mean, exact_grad=exact_grad)
+    return (inp.astype(jnp.int32), ctx_mask.astype(jnp.float32)), fn
+
+
 def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap, counts, *, block,
-                     interpret, num_warps, count_mode):
+                     interpret, num_warps, count_mode, ctx_mask=None, cbow_mean=True, exact_grad=False):
     b = inp.shape[0]
     if b % block:
         raise ValueError(f"the micro-batch ({b} examples) must be a multiple of block={block}")
@@ -179,7 +228,8 @@ def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap,
         raise ValueError(f"tables of {max(emb_in.size, emb_out.size)} floats: the kernel's int32 offsets need < 2**31")
     grid = (b // block,)
     params = None if interpret else plt.CompilerParams(num_warps=num_warps)
-    inp = inp.astype(jnp.int32)
+    in_arrays, in_fn = _inputs(inp, ctx_mask, cbow_mean, exact_grad)
+    ni = len(in_arrays)
     mask = mask.astype(jnp.float32)
     lr = jnp.asarray(lr, jnp.float32).reshape(1)
     ns = len(slot_arrays)
@@ -192,24 +242,24 @@ def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap,
     if cap > 0:
         if count_mode == "kernel":
             def count_call(reset, cnt):
-                kern = functools.partial(_count_kernel, slots_fn=slots_fn, n_slot_refs=ns, block=block,
-                                         interpret=interpret, reset=reset)
-                n_in = 2 + ns
+                kern = functools.partial(_count_kernel, in_fn=in_fn, n_in_refs=ni, slots_fn=slots_fn,
+                                         n_slot_refs=ns, block=block, interpret=interpret, reset=reset)
+                n_in = ni + 1 + ns
                 return pl.pallas_call(kern, grid=grid, out_shape=tuple(jax.ShapeDtypeStruct(c.shape, c.dtype)
                                                                         for c in cnt),
                                       input_output_aliases={n_in: 0, n_in + 1: 1}, interpret=interpret,
                                       compiler_params=params, name="w2v_touch_reset" if reset else "w2v_touch_count",
-                                      )(inp, mask, *slot_arrays, *cnt)
+                                      )(*in_arrays, mask, *slot_arrays, *cnt)
             filled = count_call(False, counts)
         elif count_mode == "xla":
-            filled = _xla_counts(inp, mask, slot_arrays, slots_fn, counts)
+            filled = _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, counts)
         else:
             raise ValueError(f"count_mode must be 'kernel' or 'xla', got {count_mode!r}")
-    kern = functools.partial(_update_kernel, slots_fn=slots_fn, n_slot_refs=ns, block=block, d=d, cap=cap,
-                             interpret=interpret)
+    kern = functools.partial(_update_kernel, in_fn=in_fn, n_in_refs=ni, slots_fn=slots_fn, n_slot_refs=ns,
+                             block=block, d=d, cap=cap, interpret=interpret)
     shapes = emb_in.shape, emb_out.shape
     flat_in, flat_out = emb_in.reshape(-1), emb_out.reshape(-1)  # row-major: a bitcast, no copy
-    args = [lr, inp, mask, *slot_arrays] + (list(filled) if cap > 0 else []) + [flat_in, flat_out]
+    args = [lr, *in_arrays, mask, *slot_arrays] + (list(filled) if cap > 0 else []) + [flat_in, flat_out]
     n = len(args)
     flat_in, flat_out, loss = pl.pallas_call(
         kern, grid=grid,
@@ -223,7 +273,7 @@ def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap,
     if count_mode == "kernel":
         counts = count_call(True, filled)
     else:
-        counts = _xla_counts(inp, mask, slot_arrays, slots_fn, filled, reset=True)
+        counts = _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, filled, reset=True)
     return emb_in, emb_out, loss, counts
 
 
@@ -236,7 +286,7 @@ def count_buffers(rows_in: int, rows_out: int, count_mode: str = "kernel"):
     return jnp.zeros((rows_in,), dt), jnp.zeros((rows_out,), dt)
 
 
-def _xla_counts(inp, mask, slot_arrays, slots_fn, counts, reset=False):
+def _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, counts, reset=False):
     """The touch counts with XLA's int32 scatter-add (``counts="xla"``), or their reset."""
     class _R:  # the slot functions index refs; give them arrays
         def __init__(self, a):
@@ -245,24 +295,31 @@ def _xla_counts(inp, mask, slot_arrays, slots_fn, counts, reset=False):
         def __getitem__(self, i):
             return self.a[i]
     cnt_in, cnt_out = counts
+    ins = in_fn(*map(_R, in_arrays), slice(None))
     slots = slots_fn(*map(_R, slot_arrays), slice(None))
-    ids = jnp.concatenate([i for i, _, _ in slots])  # one scatter per table, not one per slot
+    ids_in = jnp.concatenate([i for i, _, _, _ in ins])  # one scatter per table, not one per slot
+    ids = jnp.concatenate([i for i, _, _ in slots])
     if reset:
-        return cnt_in.at[inp].set(0), cnt_out.at[ids].set(0)
+        return cnt_in.at[ids_in].set(0), cnt_out.at[ids].set(0)
+    t_in = jnp.concatenate([mask if w is None else mask * w for _, _, _, w in ins])
     t = jnp.concatenate([mask if w is None else mask * w for _, _, w in slots])
-    return cnt_in.at[inp].add(mask.astype(cnt_in.dtype)), cnt_out.at[ids].add(t.astype(cnt_out.dtype))
+    return cnt_in.at[ids_in].add(t_in.astype(cnt_in.dtype)), cnt_out.at[ids].add(t.astype(cnt_out.dtype))
 
 
-def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, counts=None, block: int = DEFAULT_BLOCK,
+def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, ctx_mask=None, cbow_mean: bool = True,
+              exact_grad: bool = False, counts=None, block: int = DEFAULT_BLOCK,
               interpret: bool = False, num_warps: int = DEFAULT_WARPS, count_mode: str = "kernel",
               return_counts: bool = False):
-    """One skip-gram negative-sampling update of a micro-batch of (context, center) pairs.
+    """One negative-sampling update of a micro-batch of skip-gram (context, center) pairs or, with
+    ``ctx_mask``, CBOW windows.
 
     Args:
       emb_in: ``[V, D]`` f32 input table; emb_out: ``[V, D]`` f32 output table (both updated in
         place: ``input_output_aliases``; donate them under ``jit``).
-      inp: ``[B]`` int32 context ids (their input rows predict the centers); out: ``[B]`` int32
-        centers; neg: ``[B, K]`` int32 noise words; mask: ``[B]`` f32, 0 on padding.
+      inp: ``[B]`` int32 context ids (their input rows predict the centers), or CBOW's ``[B, C]``
+        context windows with ``ctx_mask [B, C]`` (1 on live slots; ``cbow_mean`` and
+        ``exact_grad`` as ``--cbow-mean`` / ``--cbow-exact-grad``); out: ``[B]`` int32 centers;
+        neg: ``[B, K]`` int32 noise words; mask: ``[B]`` f32, 0 on padding.
       lr: scalar learning rate; cap: the row-update cap (``cfg.row_cap``; ``<= 0``: none).
       counts: the all-zero ``([V_in], [V_out])`` touch buffers of :func:`count_buffers` (None: made
         here, an O(V) fill; a scan carries them, returned all-zero with ``return_counts``).
@@ -275,45 +332,57 @@ def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, counts=None, blo
     slots_fn = functools.partial(_ns_slots, negative=negative)
     r = _logistic_update(emb_in, emb_out, inp, mask, (out.astype(jnp.int32), neg.astype(jnp.int32)), slots_fn,
                          lr, cap, counts, block=block, interpret=interpret, num_warps=num_warps,
-                         count_mode=count_mode)
+                         count_mode=count_mode, ctx_mask=ctx_mask, cbow_mean=cbow_mean, exact_grad=exact_grad)
     return r if return_counts else r[:3]
 
 
-def hs_update(emb_in, emb_out, inp, out, mask, lr, cap, points, codes, path_mask, *, counts=None,
+def hs_update(emb_in, emb_out, inp, out, mask, lr, cap, points, codes, path_mask, *, ctx_mask=None,
+              cbow_mean: bool = True, exact_grad: bool = False, counts=None,
               block: int = DEFAULT_BLOCK, interpret: bool = False, num_warps: int = DEFAULT_WARPS,
               count_mode: str = "kernel", return_counts: bool = False):
-    """One skip-gram hierarchical-softmax update: as :func:`ns_update`, the output slots the
+    """One hierarchical-softmax update (skip-gram pairs or CBOW windows): as :func:`ns_update`, the output slots the
     center's Huffman path (``points, codes, path_mask``: the ``[V, L]`` tables of
     :class:`w2vjax.objectives.Tables`; ``emb_out`` has the inner nodes' rows)."""
     path_len = points.shape[1]
     slots_fn = functools.partial(_hs_slots, path_len=path_len)
     arrays = (out.astype(jnp.int32), points.astype(jnp.int32), codes.astype(jnp.int32), path_mask.astype(jnp.int32))
     r = _logistic_update(emb_in, emb_out, inp, mask, arrays, slots_fn, lr, cap, counts, block=block,
-                         interpret=interpret, num_warps=num_warps, count_mode=count_mode)
+                         interpret=interpret, num_warps=num_warps, count_mode=count_mode, ctx_mask=ctx_mask,
+                         cbow_mean=cbow_mean, exact_grad=exact_grad)
     return r if return_counts else r[:3]
 
 
 # -- the emulation the tests check against ------------------------------------------------------
 
-def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap, block):
+def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap, block, ctx_mask=None,
+                     cbow_mean=True, exact_grad=False):
     """NumPy emulation of the kernel's order: programs one after another; in a program ``h`` is
     read first, then slot by slot the output rows are read (as earlier slots and programs left
     them) and updated, then the input rows; the cap's touches are the whole micro-batch's.
     ``out_ids, sign, weight``: ``[B, J]``; an output slot counts ``mask`` touches (negative
-    sampling's rule: a noise word equal to the center still counts; HS would count ``mask * weight``)."""
+    sampling's rule: a noise word equal to the center still counts; HS would count ``mask * weight``).
+    ``inp``: ``[B]`` pairs, or ``[B, C]`` CBOW windows with ``ctx_mask`` (a live context slot
+    counts one touch)."""
     emb_in = np.array(emb_in, np.float64)
     emb_out = np.array(emb_out, np.float64)
     inp, out_ids = np.asarray(inp), np.asarray(out_ids)
     sign, weight, mask = (np.asarray(a, np.float64) for a in (sign, weight, mask))
+    if ctx_mask is None:
+        inp, ctx, hw, gw = inp[:, None], np.ones((inp.shape[0], 1)), np.ones((inp.shape[0], 1)), np.ones((inp.shape[0], 1))
+    else:
+        ctx = np.asarray(ctx_mask, np.float64)
+        inv = 1.0 / np.maximum(ctx.sum(1, keepdims=True), 1.0)
+        hw = ctx * inv if cbow_mean else ctx
+        gw = ctx * inv if cbow_mean == exact_grad else ctx
     t_in = np.zeros(emb_in.shape[0])
-    np.add.at(t_in, inp, mask)
+    np.add.at(t_in, inp, ctx * mask[:, None])
     t_out = np.zeros(emb_out.shape[0])
     np.add.at(t_out, out_ids, np.broadcast_to(mask[:, None], out_ids.shape))
     div = (lambda t: np.maximum(1.0, t / cap)) if cap > 0 else (lambda t: np.ones_like(t))
     loss = np.zeros(inp.shape[0])
     for p in range(inp.shape[0] // block):
         r = slice(p * block, (p + 1) * block)
-        h = emb_in[inp[r]]
+        h = (emb_in[inp[r]] * hw[r][..., None]).sum(1)
         gin = np.zeros_like(h)
         for j in range(out_ids.shape[1]):
             ids = out_ids[r, j]
@@ -324,21 +393,26 @@ def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap,
             g = (1.0 / (1.0 + np.exp(-x)) - 1.0) * sign[r, j] * wm
             gin += g[:, None] * o
             np.add.at(emb_out, ids, (-lr * g / div(t_out[ids]))[:, None] * h)
-        np.add.at(emb_in, inp[r], (-lr / div(t_in[inp[r]]))[:, None] * gin)
+        for c in range(inp.shape[1]):
+            ids = inp[r, c]
+            np.add.at(emb_in, ids, (-lr * gw[r, c] / div(t_in[ids]))[:, None] * gin)
     return emb_in.astype(np.float32), emb_out.astype(np.float32), loss.astype(np.float32)
 
 
 def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int = 1,
-             block: int = DEFAULT_BLOCK):
+             block: Optional[int] = None):
     """The ``pallas`` engine's call: ``(params, opt_state, step, key, batch) -> (params, opt_state,
     step, metrics)``, :func:`ns_update` / :func:`hs_update` scanned over the micro-steps, the
     learning rate of each from ``schedule`` (word2vec.c's decay).  ``batch``: skip-gram
-    :class:`~w2vjax.batches.Pairs` (the host stream's, with noise words) or ``TokenRows``, whose
-    examples are made for the whole call first (:func:`w2vjax.engines.xla.device_examples`); the
-    micro-batch is padded with masked pairs to a multiple of ``block``."""
+    :class:`~w2vjax.batches.Pairs` or CBOW ``Windows`` (the host stream's, with noise words), or
+    ``TokenRows``, whose examples are made for the whole call first
+    (:func:`w2vjax.engines.xla.device_examples`); the micro-batch is padded with masked examples
+    to a multiple of ``block`` (default :data:`DEFAULT_BLOCK` pairs, :data:`CBOW_BLOCK` windows)."""
     from ..batches import TokenRows
     from . import xla
     m = cfg.model
+    cbow = m.model == "cbow"
+    block = block or (CBOW_BLOCK if cbow else DEFAULT_BLOCK)
 
     def pad(x):
         extra = (-x.shape[1]) % block
@@ -347,7 +421,8 @@ def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int
     def micro(carry, xs):
         emb_in, emb_out, counts = carry
         mb, lr = xs
-        kw = dict(counts=counts, block=block, interpret=interpret, return_counts=True)
+        kw = dict(counts=counts, block=block, interpret=interpret, return_counts=True,
+                  ctx_mask=mb.inp_mask if cbow else None, cbow_mean=m.cbow_mean, exact_grad=m.cbow_exact_grad)
         if m.loss == "ns":
             emb_in, emb_out, loss, counts = ns_update(emb_in, emb_out, mb.inp, mb.out, mb.neg, mb.mask, lr,
                                                       cfg.row_cap, **kw)
