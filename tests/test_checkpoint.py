@@ -237,7 +237,8 @@ def test_a_state_that_is_not_finite_is_never_saved(corpus, tmp_path, monkeypatch
     import jax.numpy as jnp
     from w2vjax import train as train_lib
     monkeypatch.setattr(train_lib, "_all_finite", lambda params: jnp.asarray(False))
-    cfg = make_config(model="cbow", dim=8, epochs=1, min_count=3, checkpoint_every=8, steps_per_call=8)
+    cfg = make_config(model="cbow", dim=8, epochs=1, min_count=3, checkpoint_every=8, steps_per_call=8,
+                      batch_size=256)
     with pytest.raises(train_lib.TrainingError, match="tables hold NaN or inf at step 8 .*checkpoints before it"):
         _train(cfg, tmp_path, corpus)
     ckpts = tmp_path / "checkpoints"

@@ -126,6 +126,10 @@ def test_scan_of_updates_equals_sequential_updates():
     for k in params:
         np.testing.assert_allclose(s1.params[k], params[k], rtol=1e-6, atol=1e-7)
     assert float(metrics["examples"]) == 9.0
+    # the call settles the optimizer state once, as 3 updates leave it (count, last rate)
+    assert int(s1.opt_state.count) == int(opt.count) == 3
+    lr = float(opt.hyperparams["learning_rate"])
+    assert float(s1.opt_state.hyperparams["learning_rate"]) == lr == float(metrics["lr"]) < 0.025
 
 
 def test_full_softmax_is_chunked_for_large_vocabularies():

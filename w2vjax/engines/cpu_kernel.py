@@ -159,7 +159,7 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, t
             emb_in, emb_out, loss = logistic_update(*tables_in, in_ids, in_hw, in_coef, out_ids, sign,
                                                     weight, lr * w_out, threads, cap=cfg.row_cap, offset=offset,
                                                     softmax=m.loss == "sampled-softmax")
-        opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr[-1, 0, 0]))
+        opt_state = xla.after_updates(opt_state, in_ids.shape[0], lr[-1, 0, 0])
         metrics = {"loss_sum": loss.sum(), "examples": batch.mask.sum(), "lr": lr[-1, 0, 0]}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + in_ids.shape[0], metrics
 

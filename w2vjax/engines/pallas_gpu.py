@@ -439,7 +439,7 @@ def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int
         counts = count_buffers(params["emb_in"].shape[0], params["emb_out"].shape[0]) if cfg.row_cap > 0 else None
         (emb_in, emb_out, _), stats = jax.lax.scan(micro, (params["emb_in"], params["emb_out"], counts), (batch, lrs))
         lr = stats["lr"][-1]
-        opt_state = opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=lr))
+        opt_state = xla.after_updates(opt_state, batch.mask.shape[0], lr)
         metrics = {"loss_sum": stats["loss_sum"].sum(), "examples": stats["examples"].sum(), "lr": lr}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + batch.mask.shape[0], metrics
 

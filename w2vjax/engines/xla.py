@@ -37,6 +37,15 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.sgd)(learning_rate=cfg.lr)
 
 
+def after_updates(opt_state, steps, lr):
+    """The optimizer state after ``steps`` SGD updates, the last at rate ``lr``: what
+    ``steps`` calls of the injected optimizer's ``update`` leave (its count and its rate).  A call
+    applies ``optax.sgd`` at each micro-step's rate and settles the state once, after its scan: a
+    count carried through the scan is one more small kernel per micro-step on a GPU."""
+    return opt_state._replace(count=opt_state.count + steps,
+                              hyperparams=dict(opt_state.hyperparams, learning_rate=lr))
+
+
 def make_schedule(cfg: Config, total_words: int) -> optax.Schedule:
     """word2vec.c's decay: from ``lr`` to ``lr * min_lr_ratio`` over the run's raw words."""
     return optax.linear_schedule(cfg.lr, cfg.lr * cfg.train.min_lr_ratio, max(int(total_words), 1))
@@ -193,13 +202,12 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
     updates, applied in the same order as on one device.
     """
     m = cfg.model
-    tx = make_optimizer(cfg)
     chunk = softmax_chunk(cfg, tables.noise_accept.shape[0])
     loss_fn = functools.partial(objectives.example_loss, model=m.model, loss=m.loss, cbow_mean=m.cbow_mean,
                                 exact_grad=m.cbow_exact_grad, softmax_chunk=chunk)
     sg_windows = m.model == "skipgram" and cfg.windows
 
-    def update(params, opt_state, step, key, mb, bufs=None, touches=None):
+    def core(params, key, mb, bufs=None, touches=None):
         if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
             mb = device_examples(cfg, tables, key, mb)
         if m.loss in SAMPLED and mb.neg is None:
@@ -222,11 +230,25 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             if bufs is None and touches is None:
                 bufs = count_buffers(params, coll.rows if coll is not None else None)
             grads, bufs = cap_row_updates(grads, ids, aux, mb, bufs, cfg.row_cap, sg_windows, touches)
-        hyper = dict(opt_state.hyperparams, learning_rate=schedule(global_words(mb.words, data_shards)))
-        upd, opt_state = tx.update(grads, opt_state._replace(hyperparams=hyper))
+        lr = rate(mb.words)
+        sgd = optax.sgd(lr)  # the injected optimizer's inner transformation at this step's rate
+        upd, _ = sgd.update(grads, sgd.init(grads))
         params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids)
-        return params, opt_state, {"loss_sum": per.sum(), "examples": mb.mask.sum()}, bufs
+        stats = {"loss_sum": per.sum()}
+        if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
+            stats.update(examples=mb.mask.sum(), lr=lr)
+        return params, stats, bufs
 
+    def rate(words):  # the learning rate of a micro-batch that starts after ``words`` raw words
+        return schedule(global_words(words, data_shards))
+
+    def update(params, opt_state, step, key, mb, bufs=None, touches=None):
+        params, stats, bufs = core(params, key, mb, bufs, touches)
+        stats = {"examples": mb.mask.sum(), **stats}
+        lr = stats.pop("lr") if "lr" in stats else rate(mb.words)
+        return params, after_updates(opt_state, 1, lr), stats, bufs
+
+    update.core, update.rate = core, rate  # for make_run's scan: no optimizer state per micro-step
     return update
 
 
@@ -250,10 +272,10 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *
     update = make_update(cfg, tables, schedule, coll=coll, data_shards=data_shards)
 
     def micro(carry, xs):
-        params, opt_state, step, key, bufs = carry
+        params, key, bufs = carry
         mb, touches = xs
-        params, opt_state, stats, bufs = update(params, opt_state, step, key, mb, bufs, touches)
-        return (params, opt_state, step + 1, key, bufs), stats
+        params, stats, bufs = update.core(params, key, mb, bufs, touches)
+        return (params, key, bufs), stats
 
     def run(params, opt_state, step, key, batch):
         touches = bufs = None
@@ -263,10 +285,16 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *
                 touches = call_touches(cfg, tables, batch, {k: v.shape[0] for k, v in params.items()})
         if cfg.row_cap > 0 and touches is None:
             bufs = count_buffers(params, coll.rows if coll is not None else None)
-        (params, opt_state, step, key, _), stats = jax.lax.scan(micro, (params, opt_state, step, key, bufs),
-                                                                (batch, touches))
-        metrics = {k: v.sum() for k, v in stats.items()}
-        metrics["lr"] = opt_state.hyperparams["learning_rate"]
-        return params, opt_state, step, metrics
+        (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, touches))
+        steps = batch.mask.shape[0]
+        # on one device the examples and the last rate depend on the batch only: counted once,
+        # not per micro-step (on a mesh the batch is this device's slice: counted in the scan)
+        if coll is None:
+            metrics = {"loss_sum": stats["loss_sum"].sum(), "examples": batch.mask.sum(),
+                       "lr": update.rate(batch.words[-1])}
+        else:
+            metrics = {"loss_sum": stats["loss_sum"].sum(), "examples": stats["examples"].sum(),
+                       "lr": stats["lr"][-1]}
+        return params, after_updates(opt_state, steps, metrics["lr"]), step + steps, metrics
 
     return run
