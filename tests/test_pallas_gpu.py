@@ -129,25 +129,34 @@ def test_count_buffers_come_back_zero_and_int32_is_refused_for_kernel_counts():
                      jnp.asarray(oid[:6, 1:]), jnp.ones(6), 0.1, 0.0, block=BLOCK, interpret=True)
 
 
-def test_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
-    """hs_update against the XLA engine's skip-gram/HS update, the paths' nodes made distinct
-    across the micro-batch (a hand-made path table, not a Huffman tree); one path padded."""
-    rng = np.random.default_rng(4)
-    b, L = 8, 3
-    ei, eo = _tables_np(4)
+def _hs_problem(seed, b, L=3):
+    """A hand-made path table whose nodes are distinct across a micro-batch of ``b`` centers (not a
+    Huffman tree): ``(rng, ei, eo, out, points, codes, pmask)``."""
+    rng = np.random.default_rng(seed)
+    ei, eo = _tables_np(seed)
     out = rng.permutation(32)[:b]
     points = (np.arange(V)[:, None] * L + np.arange(L)[None]) % V
     codes = rng.integers(0, 2, size=(V, L))
-    pmask = np.ones((V, L), bool)
+    return rng, ei, eo, out, points, codes, np.ones((V, L), bool)
+
+
+def _hs_tables(points, codes, pmask):
+    z = jnp.zeros((V,), jnp.float32)
+    return objectives.Tables(z + 1.0, jnp.arange(V, dtype=jnp.int32), jnp.asarray(codes, jnp.int32),
+                             jnp.asarray(points, jnp.int32), jnp.asarray(pmask), z + 1.0)
+
+
+def test_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
+    """hs_update against the XLA engine's skip-gram/HS update, the paths' nodes made distinct
+    across the micro-batch (a hand-made path table, not a Huffman tree); one path padded."""
+    b = 8
+    rng, ei, eo, out, points, codes, pmask = _hs_problem(4, b)
     pmask[out[2], 2] = False
     inp = rng.permutation(V)[:b]
     mask = np.ones(b, np.float32)
     cfg = make_config(model="skipgram", loss="hs", dim=D, row_update_cap=2.0, lr=0.05, cpu_kernel=False)
     sched = xla.make_schedule(cfg, 1000)
-    z = jnp.zeros((V,), jnp.float32)
-    tables = objectives.Tables(z + 1.0, jnp.arange(V, dtype=jnp.int32), jnp.asarray(codes, jnp.int32),
-                               jnp.asarray(points, jnp.int32), jnp.asarray(pmask), z + 1.0)
-    update = xla.make_update(cfg, tables, sched)
+    update = xla.make_update(cfg, _hs_tables(points, codes, pmask), sched)
     params = {"emb_in": jnp.asarray(ei), "emb_out": jnp.asarray(eo)}
     mb = Pairs(jnp.asarray(inp, jnp.int32), jnp.asarray(out, jnp.int32), jnp.asarray(mask), jnp.asarray(0))
     p, _, stats, _ = update(params, xla.make_optimizer(cfg).init(params), jnp.asarray(0), jax.random.key(0), mb)
@@ -215,17 +224,10 @@ def test_cbow_windows_with_distinct_rows_equal_the_xla_engine(cbow_mean, exact_g
 
 
 def test_cbow_hierarchical_softmax_with_distinct_path_nodes_equals_the_xla_engine():
-    rng = np.random.default_rng(6)
-    b, L = 8, 3
-    ei, eo = _tables_np(6)
-    out = rng.permutation(32)[:b]
-    points = (np.arange(V)[:, None] * L + np.arange(L)[None]) % V
-    codes = rng.integers(0, 2, size=(V, L))
-    pmask = np.ones((V, L), bool)
+    b = 8
+    rng, ei, eo, out, points, codes, pmask = _hs_problem(6, b)
     pmask[out[3], 1:] = False
-    z = jnp.zeros((V,), jnp.float32)
-    tables = objectives.Tables(z + 1.0, jnp.arange(V, dtype=jnp.int32), jnp.asarray(codes, jnp.int32),
-                               jnp.asarray(points, jnp.int32), jnp.asarray(pmask), z + 1.0)
+    tables = _hs_tables(points, codes, pmask)
     inp, ctx = _cbow_batch(rng, b)
     mask = np.ones(b, np.float32)
     ref_in, ref_out, ref_loss, lr = _xla_cbow(ei, eo, inp, ctx, out, None, mask, 2.0, loss="hs", tables=tables)
