@@ -247,3 +247,49 @@ def test_a_calls_touch_counts_made_up_front_equal_each_updates(model, loss):
         np.testing.assert_array_equal(m_in[i], want_in)
         np.testing.assert_array_equal(m_out[i], want_out)
         assert (np.asarray(want_out) > 1).any()
+
+
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])
+def test_scatters_on_ids_sorted_once_per_call_give_the_same_update(model, loss, monkeypatch):
+    """sort_ids (the TPU default, engines.choose): each micro-step's large scatters' ids sorted up
+    front for the whole call (xla.call_orders), the updates taken in that order, the scatters told
+    so; the same tables as the plain call, to float tolerance (a row's updates add in another
+    order).  Scatters of at most SORTED_SCATTER_SLOTS slots are left as they are."""
+    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=5, batch_size=7, steps_per_call=4,
+                      row_update_cap=2.0)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    rng = np.random.default_rng(3)
+    mbs = [_batch(model, rng, 7, len(VOCAB), negative=5 if loss == "ns" else 0) for _ in range(4)]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
+    assert xla.call_orders(cfg, tables, batch) == {}
+    slots = {"in": batch.inp[0].size, "out": 7 * (6 if loss == "ns" else tables.points.shape[1])}
+    monkeypatch.setattr(xla, "SORTED_SCATTER_SLOTS", min(slots.values()))  # the larger one only
+    assert list(xla.call_orders(cfg, tables, batch)) == [max(slots, key=slots.get)]
+    monkeypatch.setattr(xla, "SORTED_SCATTER_SLOTS", 0)
+    orders = xla.call_orders(cfg, tables, batch)
+    assert sorted(orders) == ["in", "out"]
+    for sorted_ids, order in orders.values():  # ascending, DROP last, a permutation of each step's slots
+        assert (np.diff(np.asarray(sorted_ids), axis=1) >= 0).all() and (np.asarray(sorted_ids) == xla.DROP).any()
+        np.testing.assert_array_equal(np.sort(np.asarray(order), axis=1), np.broadcast_to(np.arange(order.shape[1]), order.shape))
+    s0 = step_lib.init_state(cfg, len(VOCAB))
+    params = {"emb_in": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_in"].shape), jnp.float32),
+              "emb_out": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_out"].shape), jnp.float32)}
+    got = {}
+    for sort in (False, True):
+        run = xla.make_run(cfg, tables, xla.make_schedule(cfg, 500), sort_ids=sort)
+        fn = jax.jit(run)
+        got[sort] = fn(params, s0.opt_state, s0.step, s0.key, batch)
+        if sort:
+            assert "indices_are_sorted = true" in fn.lower(params, s0.opt_state, s0.step, s0.key, batch).as_text()
+    for k in params:
+        assert not np.allclose(got[True][0][k], params[k])
+        np.testing.assert_allclose(got[True][0][k], got[False][0][k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[True][3]["loss_sum"], got[False][3]["loss_sum"], rtol=1e-5)
+
+
+def test_the_xla_engine_sorts_scatter_ids_on_a_tpu_only():
+    from w2vjax import engines
+    assert engines.choose(make_config(model="skipgram"), "tpu")[1].sort_ids
+    assert not engines.choose(make_config(model="skipgram"), "gpu")[1].sort_ids
+    assert not engines.choose(make_config(model="skipgram", cpu_kernel=False), "cpu")[1].sort_ids
+    assert not engines.choose(make_config(model="skipgram"), "tpu", devices=4)[1].sort_ids  # the mesh engine

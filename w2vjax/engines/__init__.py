@@ -38,17 +38,19 @@ class Engine:
     device_windows: bool = False  # examples made on the device from token rows
     threads: int = 0  # the CPU kernel's threads (several: Hogwild)
     interpret: bool = False  # pallas on CPU: Pallas's interpret mode
+    sort_ids: bool = False  # xla on a TPU: each micro-step's scatter ids sorted once per call (xla.call_orders)
 
     def describe(self) -> str:
         what = {"cpu_kernel": f"fused CPU kernel, {self.threads} thread{'s, Hogwild' if self.threads > 1 else ''}",
                 "xla": "XLA reference update", "mesh": "XLA update over the device mesh",
                 "pallas": "fused Pallas kernel"}[self.name]
         windows = ", examples made on the device" if self.device_windows else ""
+        windows += ", scatter ids sorted per call" if self.sort_ids else ""
         return f"engine {self.name} ({what}{windows}): {self.why}"
 
     def summary(self) -> dict:
         return {"engine": self.name, "engine_why": self.why, "device_windows": self.device_windows,
-                "cpu_kernel_threads": self.threads}
+                "cpu_kernel_threads": self.threads, "sort_ids": self.sort_ids}
 
 
 def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine]:
@@ -69,6 +71,8 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
         (not (m.model == "skipgram" and cfg.windows), "the kernel does not run --shared-negatives"),
     ] if not ok]
     name = "mesh" if mesh else "xla"
+    # a TPU sorts the ids of every large scatter; sorted once per call, a micro-step need not (xla.call_orders)
+    sort_ids = name == "xla" and platform == "tpu"
     if t.pallas:
         if mesh:
             raise ConfigError("--pallas runs on one device with whole tables (not several devices or --shard-tables)")
@@ -77,9 +81,9 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
     if t.cpu_kernel and unmet:
         raise ConfigError(f"--cpu-kernel: {unmet[0]}")
     if t.cpu_kernel is False:
-        return cfg, Engine(name, "--no-cpu-kernel", device_windows)
+        return cfg, Engine(name, "--no-cpu-kernel", device_windows, sort_ids=sort_ids)
     if unmet:
-        return cfg, Engine(name, f"the CPU kernel does not fit: {unmet[0]}", device_windows)
+        return cfg, Engine(name, f"the CPU kernel does not fit: {unmet[0]}", device_windows, sort_ids=sort_ids)
     from . import cpu_kernel
     ok, reason = cpu_kernel.available()
     if not ok:
@@ -189,7 +193,7 @@ def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
         from . import mesh
         return mesh.make_run(cfg, tables, schedule, layout)
     from . import xla
-    return xla.make_run(cfg, tables, schedule, data_shards=shards)
+    return xla.make_run(cfg, tables, schedule, data_shards=shards, sort_ids=engine.sort_ids)
 
 
 def cpu_kernel_engine(threads: int = 1) -> Engine:

@@ -177,15 +177,48 @@ def call_touches(cfg: Config, tables: objectives.Tables, batch: Examples, rows: 
     return m_in, None if out_ids is None else count(out_ids, w_out, rows["emb_out"])
 
 
-def apply_updates(params: dict, upd: dict, ids: dict) -> dict:
+# a TPU's compiler sorts the ids of a scatter of more slots than about this in the scatter itself
+# (libtpu 0.0.42: 9,000 and more, not 8,256; benchmarks/results/accelerator_compile_after)
+SORTED_SCATTER_SLOTS = 8192
+
+
+def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples) -> dict:
+    """For each table whose scatter has more than :data:`SORTED_SCATTER_SLOTS` slots a micro-step,
+    its ids for the whole call ``[steps, ...]`` in ascending order, with the permutation that
+    sorts them: ``{'in'|'out': (sorted ids [steps, n], order [steps, n])}``, the slots that update
+    nothing (:func:`drop_padding`) last as :data:`DROP`.  One batched sort per call, before the
+    scan (the ids do not depend on the tables), so that a micro-step's scatters can say their ids
+    are sorted: a TPU otherwise sorts a large scatter's ids in every micro-step.  Smaller
+    scatters stay as they are: sorting their updates would cost a gather for no sort saved."""
+    m = cfg.model
+    out_ids, aux = objectives._output_ids(batch.out, tables, m.loss, batch.neg)
+    ids = drop_padding({"in": batch.inp, "out": out_ids}, batch, aux,
+                       m.model == "skipgram" and cfg.windows)
+    steps = batch.mask.shape[0]
+
+    def sort(i):
+        flat = i.reshape(steps, -1).astype(jnp.int32)
+        iota = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 1)
+        return jax.lax.sort((flat, iota), dimension=1, num_keys=1)
+    return {k: sort(v) for k, v in ids.items() if v.size // steps > SORTED_SCATTER_SLOTS}
+
+
+def apply_updates(params: dict, upd: dict, ids: dict, orders: Optional[dict] = None) -> dict:
     """Scatter-add the row updates ``upd['in'|'out']`` into the tables at ``ids`` (in place: the
     tables are donated; ids out of range, :data:`DROP`, are skipped); ``ids['out']`` None: a
-    dense output update (the full softmax)."""
-    emb_in = params["emb_in"].at[ids["in"]].add(upd["in"], mode="drop")
+    dense output update (the full softmax).  ``orders`` (one micro-step's :func:`call_orders`):
+    the updates are taken in their ids' sorted order and the scatters told the ids are sorted."""
+    def add(table, k):
+        if orders is None or k not in orders:
+            return table.at[ids[k]].add(upd[k], mode="drop")
+        sorted_ids, order = orders[k]
+        rows = upd[k].reshape(-1, upd[k].shape[-1])[order]
+        return table.at[sorted_ids].add(rows, mode="drop", indices_are_sorted=True)
+    emb_in = add(params["emb_in"], "in")
     if ids["out"] is None:
         emb_out = params["emb_out"] + upd["out"]
     else:
-        emb_out = params["emb_out"].at[ids["out"]].add(upd["out"], mode="drop")
+        emb_out = add(params["emb_out"], "out")
     return {"emb_in": emb_in, "emb_out": emb_out}
 
 
@@ -207,7 +240,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
                                 exact_grad=m.cbow_exact_grad, softmax_chunk=chunk)
     sg_windows = m.model == "skipgram" and cfg.windows
 
-    def core(params, key, mb, bufs=None, touches=None):
+    def core(params, key, mb, bufs=None, touches=None, orders=None):
         if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
             mb = device_examples(cfg, tables, key, mb)
         if m.loss in SAMPLED and mb.neg is None:
@@ -233,7 +266,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         lr = rate(mb.words)
         sgd = optax.sgd(lr)  # the injected optimizer's inner transformation at this step's rate
         upd, _ = sgd.update(grads, sgd.init(grads))
-        params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids)
+        params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids, orders)
         stats = {"loss_sum": per.sum()}
         if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
             stats.update(examples=mb.mask.sum(), lr=lr)
@@ -263,29 +296,32 @@ def device_examples(cfg: Config, tables: objectives.Tables, key: jax.Array, rows
 
 
 def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *, coll=None,
-             data_shards: int = 1):
+             data_shards: int = 1, sort_ids: bool = False):
     """A whole call: ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``,
     :func:`make_update` scanned over the batch's leading ``[steps]`` axis.  Token rows become
     examples for the whole call first, outside the scan: they do not depend on the tables, and
     inside it they cost a dozen small kernels per update on a GPU; so do the row cap's touch
-    counts (:func:`call_touches`)."""
+    counts (:func:`call_touches`) and, with ``sort_ids`` (the TPU default), the order of each
+    micro-step's scatter ids (:func:`call_orders`)."""
     update = make_update(cfg, tables, schedule, coll=coll, data_shards=data_shards)
 
     def micro(carry, xs):
         params, key, bufs = carry
-        mb, touches = xs
-        params, stats, bufs = update.core(params, key, mb, bufs, touches)
+        mb, touches, orders = xs
+        params, stats, bufs = update.core(params, key, mb, bufs, touches, orders)
         return (params, key, bufs), stats
 
     def run(params, opt_state, step, key, batch):
-        touches = bufs = None
+        touches = bufs = orders = None
         if isinstance(batch, TokenRows):  # an accelerator's call: examples and touch counts made up front
             batch = device_examples(cfg, tables, key, batch)
             if cfg.row_cap > 0 and coll is None:
                 touches = call_touches(cfg, tables, batch, {k: v.shape[0] for k, v in params.items()})
+        if sort_ids and coll is None and cfg.model.loss != "softmax":
+            orders = call_orders(cfg, tables, batch)
         if cfg.row_cap > 0 and touches is None:
             bufs = count_buffers(params, coll.rows if coll is not None else None)
-        (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, touches))
+        (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, touches, orders))
         steps = batch.mask.shape[0]
         # on one device the examples and the last rate depend on the batch only: counted once,
         # not per micro-step (on a mesh the batch is this device's slice: counted in the scan)
