@@ -1,7 +1,7 @@
 """Compile the trainer's step for an accelerator this machine does not have, and count what it would run.
 
     python benchmarks/accelerator_compile.py --target h200|v5e [--devices N] \
-        [--model skipgram|cbow --loss ns|hs --batch-size N] [--corpus PATH] --out DIR
+        [--model skipgram|cbow --loss ns|hs|nce|sampled-softmax --batch-size N] [--corpus PATH] --out DIR
 
 JAX compiles for devices it does not have: with ``jax-cuda12-plugin`` at jax's version and an
 XLA GPU target description (``../shared/targets/h200.txtpb``) for an NVIDIA H200, with
@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--target", required=True, choices=sorted(TARGETS))
     p.add_argument("--devices", type=int, default=1, help="devices of the target (data parallel mesh)")
     p.add_argument("--model", default="skipgram", choices=["skipgram", "cbow"])
-    p.add_argument("--loss", default="ns", choices=["ns", "hs"])
+    p.add_argument("--loss", default="ns", choices=["ns", "hs", "nce", "sampled-softmax"])
     p.add_argument("--batch-size", type=int, default=None, help="examples per update (default: the "
                    "accelerator default of Config.for_platform)")
     p.add_argument("--dim", type=int, default=100)
