@@ -240,6 +240,28 @@ def _symbols(comp: list[Instr]) -> dict[str, str]:
     return {ins.name: ins.type for ins in comp}
 
 
+def _in_place_update(r: Instr, comps: dict[str, list[Instr]], symbols: dict[str, str]):
+    """``(buffer operand, bytes of the updates)`` when ``r`` writes updates into a buffer in place:
+    a scatter ``(buffer, indices, updates)``, a dynamic-update-slice ``(buffer, update,
+    offsets...)``, or a fusion whose own root does (a TPU's ``scatter_custom_fusion`` nests its
+    scatter one fusion down), its buffer mapped back to the fusion's operand; else None."""
+    if r.opcode in ("scatter", "dynamic-update-slice") and r.operands:
+        return r.operands[0], nbytes(symbols.get(r.operands[-1] if r.opcode == "scatter" else r.operands[1], ""))
+    called = _called(r, "calls")
+    inner = comps.get(called[0]) if called and r.opcode == "fusion" else None
+    if not inner:
+        return None
+    iroot = next((fi for fi in inner if fi.root), inner[-1])
+    found = _in_place_update(iroot, comps, _symbols(inner))
+    if not found:
+        return None
+    param = next((fi for fi in inner if fi.name == found[0] and fi.opcode == "parameter"), None)
+    if param is None or not param.operands or not param.operands[0].isdigit():
+        return None
+    k = int(param.operands[0])
+    return (r.operands[k], found[1]) if k < len(r.operands) else None
+
+
 def kernel_bytes(ins: Instr, comps: dict[str, list[Instr]], symbols: dict[str, str]) -> tuple[int, int]:
     """``(estimated bytes moved, all operand + result bytes)`` of one kernel (see the module
     docstring for the rule)."""
@@ -277,12 +299,11 @@ def kernel_bytes(ins: Instr, comps: dict[str, list[Instr]], symbols: dict[str, s
     for r in outs:
         if r is None:
             continue
-        buf = through_bitcasts(r.operands[0]) if r.operands else None
-        if r.opcode in ("scatter", "dynamic-update-slice") and buf in params:
-            # scatter(buffer, indices, updates); dynamic-update-slice(buffer, update, offsets...)
-            upd = nbytes(fsym.get(r.operands[-1] if r.opcode == "scatter" else r.operands[1], ""))
-            in_place[buf] = upd
-            moved += upd  # the rows written
+        found = _in_place_update(r, comps, fsym)
+        buf = through_bitcasts(found[0]) if found else None
+        if found and buf in params:
+            in_place[buf] = found[1]
+            moved += found[1]  # the rows written
         else:
             moved += nbytes(r.type)
     for pname in params:

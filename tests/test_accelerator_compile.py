@@ -127,6 +127,29 @@ def test_hlo_loop_counts_on_a_hand_made_module():
     assert ops["all_operand_bytes"] > ops["bytes"]  # the plain sum counts the table whole
 
 
+NESTED = HLO.split("%fused_compare")[0] + """%fused_outer (o0: f32[1000,8], o1: s32[16], o2: f32[16,8]) -> f32[1000,8] {
+  %o0 = f32[1000,8]{1,0} parameter(0)
+  %o1 = s32[16]{0} parameter(1)
+  %o2 = f32[16,8]{1,0} parameter(2)
+  %neg.1 = f32[16,8]{1,0} negate(%o2)
+  ROOT %inner_scatter = f32[1000,8]{1,0} fusion(%o0, %o1, %neg.1), kind=kCustom, calls=%fused_scatter
+}
+"""
+
+
+def test_a_scatter_nested_one_fusion_down_counts_as_in_place():
+    """A TPU's scatter_custom_fusion: the fusion's root is a fusion whose root scatters into the
+    outer fusion's first operand; counted as the rows written and read, not the whole table."""
+    comps, _ = hc.parse_module(NESTED)
+    syms = {"t": "f32[1000,8]{1,0}", "ids": "s32[16]{0}", "u": "f32[16,8]{1,0}"}
+    ins = hc.parse_instr("  %scatter_custom_fusion.1 = f32[1000,8]{1,0} fusion(%t, %ids, %u), kind=kCustom, "
+                         "calls=%fused_outer")
+    moved, full = hc.kernel_bytes(ins, comps, syms)
+    rows = 16 * 8 * 4
+    assert moved == 2 * rows + 16 * 4 + rows  # as the plain in-place scatter fusion
+    assert full == 2 * 1000 * 8 * 4 + 16 * 4 + rows
+
+
 def test_hlo_parse_tuple_types_strings_and_shapes():
     ins = hc.parse_instr('  ROOT %x.1 = (f32[2,3]{1,0}, /*index=1*/s32[]) custom-call(%a, %b), '
                          'custom_call_target="foo(,)", backend_config={"k":"{v}"}')
