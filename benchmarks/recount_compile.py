@@ -2,15 +2,16 @@
 
     python benchmarks/recount_compile.py DIR [DIR ...]
 
-Each ``DIR`` holds ``report.json`` and ``compiled.hlo.txt`` (and, for a GPU, ``dump/``).  The
+Each ``DIR`` holds ``report.json`` and ``compiled.hlo.txt`` or its ``.gz`` (and, for a GPU, ``dump/``).  The
 per-micro-step figures and details are counted again with ``benchmarks/hlo_counts.py`` as it is
-now, written back into ``report.json`` with ``recounted`` (the commit of the rules and the
-figures they replaced); the compile itself, its settings and its commit are kept.  A TPU compile
+now, written back into ``report.json``; ``recounted`` lists each recount that changed a figure
+(the commit of the rules and the figures they replaced); the compile itself, its settings and its commit are kept.  A TPU compile
 takes minutes; a rule's fix should not need one.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -20,12 +21,24 @@ sys.path.insert(0, HERE)
 import accelerator_compile as ac  # noqa: E402
 
 
+def hlo_path(d: str) -> str | None:
+    for name in ("compiled.hlo.txt", "compiled.hlo.txt.gz"):
+        if os.path.exists(os.path.join(d, name)):
+            return os.path.join(d, name)
+    return None
+
+
+def read_hlo(d: str) -> str:
+    p = hlo_path(d)
+    with (gzip.open(p, "rt") if p.endswith(".gz") else open(p)) as f:
+        return f.read()
+
+
 def recount(d: str) -> dict:
     path = os.path.join(d, "report.json")
     with open(path) as f:
         rep = json.load(f)
-    with open(os.path.join(d, "compiled.hlo.txt")) as f:
-        hlo = f.read()
+    hlo = read_hlo(d)
     shapes = rep["table_shapes"]
     v = rep["corpus"]["vocab_size"]
     rows = {v, v - 1} if rep["settings"]["loss"] == "hs" else {v}
@@ -36,7 +49,8 @@ def recount(d: str) -> dict:
                       rep["platform"])
     old = rep["per_micro_step"]
     changed = {k: old.get(k) for k, val in counts["per_micro_step"].items() if old.get(k) != val}
-    rep["recounted"] = {"rules_commit": ac.git_commit(), "replaced": changed}
+    if changed:  # each recount that changed a figure: the rules' commit and the figures replaced
+        rep["recounted"] = rep.get("recounted", []) + [{"rules_commit": ac.git_commit(), "replaced": changed}]
     rep.update(counts)
     with open(path + ".tmp", "w") as f:
         json.dump(rep, f, indent=1)
@@ -48,8 +62,8 @@ def main(argv: list[str]) -> int:
     if not argv:
         raise SystemExit(__doc__)
     for d in argv:
-        if not os.path.exists(os.path.join(d, "compiled.hlo.txt")):
-            print(f"recount_compile: {d} has no compiled.hlo.txt", file=sys.stderr)
+        if not hlo_path(d) or not os.path.exists(os.path.join(d, "report.json")):
+            print(f"recount_compile: {d} has no report.json and compiled.hlo.txt(.gz)", file=sys.stderr)
             return 2
     for d in argv:
         changed = recount(d)
