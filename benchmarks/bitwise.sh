@@ -13,6 +13,7 @@ run sg-ns-k1-b256 --model skipgram --loss ns --threads 1 --batch-size 256
 run cbow-ns-k1 --model cbow --loss ns --threads 1
 run cbow-ns-k1-b256 --model cbow --loss ns --threads 1 --batch-size 256
 run sg-hs-k1 --model skipgram --loss hs --threads 1
+run sg-hs-k1-b256 --model skipgram --loss hs --threads 1 --batch-size 256
 run cbow-hs-k1 --model cbow --loss hs --threads 1
 run sg-ns-xla --model skipgram --loss ns --no-cpu-kernel
 run cbow-hs-xla --model cbow --loss hs --no-cpu-kernel

@@ -21,10 +21,10 @@ def test_one_cpu_device_runs_the_kernel_for_ns_nce_ssm_and_hs(model, loss):
     cfg, e = _choose(model=model, loss=loss)
     assert e.name == "cpu_kernel" and e.threads == cpu_kernel.default_threads() and not e.device_windows
     # negative sampling updates after every pair or window (gensim's and word2vec.c's update;
-    # docs/simlex.md, benchmarks/results/cbow_text8head_seeds), with as many examples a call as
-    # the others' 256 x 128
-    per_pair = loss == "ns"
-    assert cfg.batch_size == (1 if per_pair else 256)
+    # docs/simlex.md, benchmarks/results/cbow_text8head_seeds), skip-gram/HS after 32 pairs
+    # (benchmarks/results/sghs_text8head_batch), with as many examples a call as the others' 256 x 128
+    want = 1 if loss == "ns" else 32 if (model, loss) == ("skipgram", "hs") else 256
+    assert cfg.batch_size == want
     assert cfg.batch_size * cfg.train.steps_per_call == 256 * 128
     assert _choose(model=model, loss=loss, threads=1)[1].threads == 1
 
@@ -34,6 +34,8 @@ def test_an_explicit_batch_or_another_engine_keeps_the_batch():
     assert _choose(model="skipgram", loss="ns", batch_size=64)[0].train.steps_per_call == 128
     assert _choose(model="skipgram", loss="ns", steps_per_call=8)[0].train.steps_per_call == 8 * 256
     assert _choose(model="skipgram", loss="ns", cpu_kernel=False)[0].batch_size == 256
+    assert _choose(model="skipgram", loss="hs", cpu_kernel=False)[0].batch_size == 256
+    assert _choose(model="skipgram", loss="hs", steps_per_call=8)[0].train.steps_per_call == 8 * 256 // 32
     assert _choose("gpu", model="skipgram", loss="ns")[0].batch_size == 4096
 
 

@@ -94,20 +94,28 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
     return kernel_batch(cfg), Engine("cpu_kernel", f"one CPU device, {m.model}/{m.loss}", False, threads)
 
 
+HS_KERNEL_BATCH = 32  # the CPU kernel's default batch for hierarchical softmax (kernel_batch)
+
+
 def kernel_batch(cfg: Config) -> Config:
-    """The CPU kernel's default batch for negative sampling: update after every pair
-    (skip-gram) or window (CBOW), as word2vec.c and gensim do (a call keeps 256 x
-    --steps-per-call examples).  Summed over 256 pairs skip-gram lost 0.012 SimLex-999 to gensim
-    over 5 epochs on 17 M words (3 seeds, p 0.028) while gaining analogies; per pair it is level on
-    SimLex-999 at the same speed (docs/simlex.md).  CBOW summed over 256 windows trailed gensim's
-    WS-353 by 0.058 on the 2.1 M-word text8 head (3 seeds) and per window by 0.02, at the same
-    speed (benchmarks/results/cbow_text8head_seeds).  Skip-gram/HS keeps 256: per pair its
-    threads fight over the tree's top rows (1 epoch of the head: 5.7-7.9 s against 4.8-5.4 s)."""
+    """The CPU kernel's default batch: negative sampling updates after every pair (skip-gram) or
+    window (CBOW), as word2vec.c and gensim do; skip-gram/HS sums 32 pairs a batch (CBOW/HS
+    keeps 256 windows); a call keeps 256 x --steps-per-call examples either way.  Summed over 256 pairs
+    skip-gram/NS lost 0.012 SimLex-999 to gensim over 5 epochs on 17 M words (3 seeds, p 0.028)
+    while gaining analogies; per pair it is level on SimLex-999 at the same speed
+    (docs/simlex.md).  CBOW/NS summed over 256 windows trailed gensim's WS-353 by 0.058 on the
+    2.1 M-word text8 head (3 seeds) and per window by 0.02, at the same speed
+    (benchmarks/results/cbow_text8head_seeds).  Skip-gram/HS at 256 trailed gensim's WS-353 on
+    the head by 0.033 (3 seeds) and at 32 is level; per pair its threads fight over the tree's
+    top rows, which a batch of 32 writes once (benchmarks/results/sghs_text8head_batch)."""
     t, m = cfg.train, cfg.model
-    if t.batch_size is not None or m.loss != "ns" or (m.model == "skipgram" and cfg.windows):
+    if t.batch_size is not None or (m.model == "skipgram" and cfg.windows):
         return cfg
-    per_call = t.steps_per_call * cfg.cpu_batch_size
-    return dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=1, steps_per_call=per_call))
+    if not (m.loss == "ns" or (m.loss == "hs" and m.model == "skipgram")):
+        return cfg
+    batch = 1 if m.loss == "ns" else HS_KERNEL_BATCH
+    per_call = t.steps_per_call * cfg.cpu_batch_size // batch
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=batch, steps_per_call=per_call))
 
 
 def check_memory(cfg: Config, rows: dict, devices, shard_tables: bool, block_tokens: int = 0) -> None:
