@@ -106,8 +106,9 @@ def kernel_batch(cfg: Config) -> Config:
     (docs/simlex.md).  CBOW/NS summed over 256 windows trailed gensim's WS-353 by 0.058 on the
     2.1 M-word text8 head (3 seeds) and per window by 0.02, at the same speed
     (benchmarks/results/cbow_text8head_seeds).  Skip-gram/HS at 256 trailed gensim's WS-353 on
-    the head by 0.033 (3 seeds) and at 32 is level; per pair its threads fight over the tree's
-    top rows, which a batch of 32 writes once (benchmarks/results/sghs_text8head_batch)."""
+    the head by 0.033 (3 seeds) and at 32 is level, at 256's speed on the head and 7-15 % slower
+    on 17 M words; per pair its threads fight over the tree's top rows, which a batch of 32
+    writes once (benchmarks/results/sghs_text8head_batch)."""
     t, m = cfg.train, cfg.model
     if t.batch_size is not None or (m.model == "skipgram" and cfg.windows):
         return cfg
