@@ -2,7 +2,8 @@
 
     python benchmarks/recount_compile.py DIR [DIR ...]
 
-Each ``DIR`` holds ``report.json`` and ``compiled.hlo.txt`` or its ``.gz`` (and, for a GPU, ``dump/``).  The
+Each ``DIR`` holds ``report.json`` and ``compiled.hlo.txt`` or its ``.gz`` (and, for a GPU, ``dump/``,
+without which a GPU report is refused: its kernel launches and atomics come from there).  The
 per-micro-step figures and details are counted again with ``benchmarks/hlo_counts.py`` as it is
 now, written back into ``report.json``; ``recounted`` lists each recount that changed a figure
 (the commit of the rules and the figures they replaced); the compile itself, its settings and its commit are kept.  A TPU compile
@@ -64,6 +65,14 @@ def main(argv: list[str]) -> int:
     for d in argv:
         if not hlo_path(d) or not os.path.exists(os.path.join(d, "report.json")):
             print(f"recount_compile: {d} has no report.json and compiled.hlo.txt(.gz)", file=sys.stderr)
+            return 2
+        with open(os.path.join(d, "report.json")) as f:
+            platform = json.load(f).get("platform")
+        if platform == "cuda" and not os.path.isdir(os.path.join(d, "dump")):
+            # a GPU's kernel launches, CAS loops and atomics come from the dump's thunks and PTX:
+            # recounted from the HLO alone they would be replaced by lesser figures
+            print(f"recount_compile: {d} is a GPU report without its dump/ (needed for its kernels and "
+                  "atomics); compile it again instead", file=sys.stderr)
             return 2
     for d in argv:
         changed = recount(d)
