@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Train small runs on the embedded corpus and print sha256 of vectors.bin per configuration.
+# Usage: bitwise.sh OUTDIR [train options added to every run, e.g. --init-scale 0.5]
 set -euo pipefail
 out=${1:?outdir}; shift
+extra=("$@")
 mkdir -p "$out"
 run() { name=$1; shift
   rm -rf "$out/$name"
-  w2vjax train --workdir "$out/$name" --dim 20 --epochs 1 --no-eval --quiet "$@" >/dev/null 2>"$out/$name.log" || { echo "$name FAILED"; tail -3 "$out/$name.log"; return; }
+  w2vjax train --workdir "$out/$name" --dim 20 --epochs 1 --no-eval --quiet "$@" "${extra[@]}" >/dev/null 2>"$out/$name.log" || { echo "$name FAILED"; tail -3 "$out/$name.log"; return; }
   echo "$name $(sha256sum "$out/$name/vectors.bin" | cut -c1-16)"
 }
 run sg-ns-k1 --model skipgram --loss ns --threads 1

@@ -46,7 +46,7 @@ SETTINGS = [["--dim", "0"], ["--dim", "x"], ["--window", "0"], ["--epochs", "0"]
             ["--noise-exponent", "-1"], ["--sample", "-1"], ["--sample", "nan"], ["--seed", "-1"],
             ["--seed", "1e20"], ["--min-count", "0"], ["--max-vocab", "1"], ["--negative", "-1"],
             ["--model", "glove"], ["--loss", "glove"], ["--loss", "nce", "--negative", "0"], ["--batch-size", "0"], ["--steps-per-call", "0"],
-            ["--keep", "0"], ["--min-lr-ratio", "2"], ["--max-sentence-length", "1"], ["--threads", "-1"],
+            ["--keep", "0"], ["--min-lr-ratio", "2"], ["--init-scale", "0"], ["--init-scale", "nan"], ["--max-sentence-length", "1"], ["--threads", "-1"],
             ["--pallas", "--cpu-kernel"], ["--no-such-flag"], ["--init-vectors", "missing.vec"],
             ["--init-vectors", "short.vec"], ["--read-vocab", "missing.vocab"], ["--read-vocab", "bad.vec"],
             ["--init-vectors", "fifo"], ["--init-vectors", "/dev/zero"], ["--init-vectors", "huge.bin"],

@@ -39,10 +39,12 @@ def test_removed_settings():
 def test_old_config_json_still_loads():
     old = Config().to_dict()
     old["model"].pop("cbow_exact_grad")  # written before the field existed
+    old["train"].pop("init_scale")  # written when every run started at word2vec.c's range
     old["train"].update(host_prep=None, hogwild=False, epochs=2)
     cfg = Config.from_dict(json.loads(json.dumps(old)))
-    assert cfg.train.epochs == 2 and cfg.model.cbow_exact_grad is False
-    assert cfg.identity() == make_config(epochs=2).identity()  # so an old work dir resumes
+    assert cfg.train.epochs == 2 and cfg.model.cbow_exact_grad is False and cfg.train.init_scale == 0.5
+    assert cfg.identity() == make_config(epochs=2, init_scale=0.5).identity()  # so an old work dir resumes
+    assert make_config().train.init_scale == 1.0
     assert Config.from_dict(Config().to_dict()) == Config()
     with pytest.raises(ConfigError, match="unknown or malformed"):
         Config.from_dict({"train": {"hogwild": True, "warp_speed": 9}})
@@ -71,3 +73,12 @@ def test_sampled_losses_need_at_least_one_noise_word(loss):
         make_config(loss=loss, negative=0)
     assert make_config(loss=loss, negative=1).model.negative == 1
     make_config(loss="hs", negative=0)  # hierarchical softmax draws no noise words
+
+
+def test_checkpoints_saved_before_init_scale_resume_at_word2vec_c_range():
+    from w2vjax.checkpoint import identity_diffs
+    old = {"vocab_size": 7, "settings": make_config(init_scale=0.5).identity()}
+    old["settings"]["train"].pop("init_scale")  # a checkpoint written before the setting existed
+    assert identity_diffs(old, {"vocab_size": 7, "settings": make_config(init_scale=0.5).identity()}) == []
+    assert identity_diffs(old, {"vocab_size": 7, "settings": make_config().identity()}) == [
+        "settings.train.init_scale: 0.5 -> 1.0"]

@@ -97,9 +97,11 @@ def test_one_update_equals_word2vec_c(model, exact, loss):
 def test_init_and_schedule_follow_word2vec_c():
     cfg = make_config(model="skipgram", dim=40, lr=0.025)
     state = step_lib.init_state(cfg, 1000)
-    w = np.asarray(state.params["emb_in"])
-    assert w.min() >= -0.5 / 40 and w.max() <= 0.5 / 40 and w.std() > 0.2 / 40
+    w = np.asarray(state.params["emb_in"])  # gensim's and fastText's U[-1/D, 1/D]
+    assert w.min() >= -1 / 40 and w.max() <= 1 / 40 and w.std() == pytest.approx(1 / 40 / 3 ** 0.5, rel=0.02)
     assert not np.any(np.asarray(state.params["emb_out"]))
+    half = np.asarray(step_lib.init_state(make_config(model="skipgram", dim=40, init_scale=0.5), 1000).params["emb_in"])
+    np.testing.assert_allclose(half, w / 2, rtol=1e-6, atol=1e-9)  # word2vec.c's U[-0.5/D, 0.5/D], same draws
     sched = xla.make_schedule(cfg, 10_000)
     assert float(sched(0)) == pytest.approx(0.025)
     assert float(sched(10_000)) == pytest.approx(0.025e-4)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .config import ConfigError
+from .config import ConfigError, fill_added
 from .step import TrainState, state_tree
 from .stream import Position, is_position_list
 
@@ -55,8 +55,11 @@ def checksums(tree) -> list[int]:
 
 
 def identity_diffs(saved, expected: dict, prefix: str = "") -> list[str]:
-    """``what: saved -> expected`` for every entry that differs (nested dicts flattened)."""
+    """``what: saved -> expected`` for every entry that differs (nested dicts flattened); saved
+    settings lacking a field added since count it at the value it had then (``fill_added``)."""
     saved = saved if isinstance(saved, dict) else {}
+    if isinstance(saved.get("settings"), dict):
+        saved = dict(saved, settings=fill_added(saved["settings"]))
     out = []
     for k, v in expected.items():
         if isinstance(v, dict):

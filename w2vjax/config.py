@@ -26,6 +26,8 @@ REMOVED_FIELDS = {"train": {
     "host_prep": "the host stream always draws the noise words (the XLA engine counts row touches on the device)",
     "hogwild": "several CPU kernel threads always run Hogwild; --threads 1 gives the same vectors on every run",
 }}
+# Settings added since, with the value a config.json written before them had in effect.
+ADDED_FIELDS = {"train": {"init_scale": 0.5}}  # word2vec.c's range, the only one before
 
 
 class ConfigError(ValueError):
@@ -99,6 +101,9 @@ class TrainConfig:
         "updates a call), 48 center windows with --shared-negatives; 16x that on GPU/TPU (CBOW 4x)")
     steps_per_call: int = setting(128, "updates run inside one jitted call (lax.scan)")
     seed: int = setting(1, "random seed (initial vectors, subsampling, windows, noise words)")
+    init_scale: float = setting(
+        1.0, "input vectors start uniform in [-S/dim, S/dim]: 1 as gensim 4 and fastText, 0.5 as word2vec.c "
+        "(output vectors start at zero)")
     init_vectors: Optional[str] = setting(
         None, "warm start: the input rows of words in FILE (word2vec text or binary format, of --dim "
         "numbers) start from its vectors, the others from the usual random init (fastText's "
@@ -249,6 +254,7 @@ class Config:
             (d.sample >= 0, f"--sample must be >= 0 (0 disables subsampling), got {d.sample}"),
             (d.noise_exponent >= 0, f"--noise-exponent must be >= 0, got {d.noise_exponent}"),
             (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
+            (t.init_scale > 0, f"--init-scale must be positive, got {t.init_scale}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 < t.min_lr_ratio <= 1, f"--min-lr-ratio must be in (0, 1], got {t.min_lr_ratio}"),
             (t.batch_size is None or t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
@@ -297,8 +303,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Config":
-        """A config from :meth:`to_dict`'s form; keys of removed settings (old work dirs) are dropped."""
+        """A config from :meth:`to_dict`'s form; keys of removed settings (old work dirs) are dropped,
+        settings added since take the value such a run had (:data:`ADDED_FIELDS`)."""
         try:
+            raw = fill_added(raw)
             parts = {name: {k: v for k, v in raw.get(name, {}).items() if k not in REMOVED_FIELDS.get(name, ())}
                      for name in SECTIONS}
             return cls(**{name: klass(**parts[name]) for name, klass in SECTIONS.items()})
@@ -309,6 +317,15 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def fill_added(sections: Any) -> Any:
+    """Saved settings ``{section: {field: value}}`` (a config.json, a checkpoint's identity) with
+    the fields added since they were written (:data:`ADDED_FIELDS`) at the value they had then."""
+    if not isinstance(sections, dict):
+        return sections
+    return {**sections, **{name: {**added, **sections[name]} for name, added in ADDED_FIELDS.items()
+                           if isinstance(sections.get(name), dict)}}
 
 
 def make_config(**flat: Any) -> Config:

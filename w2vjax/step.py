@@ -50,7 +50,8 @@ def make_tables(vocab: Vocab, cfg: Config) -> objectives.Tables:
 
 
 def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
-    """word2vec.c's initialisation: ``emb_in ~ U[-0.5/D, 0.5/D]``, ``emb_out = 0``.
+    """``emb_in ~ U[-S/D, S/D]`` (``S = --init-scale``: 1 as gensim 4 and fastText, 0.5 as
+    word2vec.c), ``emb_out = 0``.
 
     With a ``layout`` (:class:`w2vjax.sharding.Layout`) the state is made directly in its
     shardings, each device drawing only its rows (the tables never exist whole on one
@@ -63,7 +64,8 @@ def init_state(cfg: Config, vocab_size: int, layout=None) -> TrainState:
     def make(rows_in, rows_out):
         root = jax.random.key(cfg.train.seed)
         init_key, step_key = jax.random.split(root)
-        emb_in = jax.random.uniform(init_key, (rows_in, d), jnp.float32, -0.5 / d, 0.5 / d)
+        half = cfg.train.init_scale / d
+        emb_in = jax.random.uniform(init_key, (rows_in, d), jnp.float32, -half, half)
         params = {"emb_in": emb_in, "emb_out": jnp.zeros((rows_out, d), jnp.float32)}
         opt_state = make_optimizer(cfg).init(params)
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state, step_key)
