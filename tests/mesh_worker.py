@@ -24,15 +24,18 @@ os.environ["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
 # threads than devices, so every device of a collective always has a thread to arrive on.
 os.environ["PJRT_NPROC"] = "16"
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from w2vjax import make_config  # noqa: E402
+from w2vjax import engines, make_config  # noqa: E402
+from w2vjax.engines import xla  # noqa: E402
 from w2vjax.train import Interrupted, train_and_evaluate  # noqa: E402
 
+CHOOSE, SLOTS = engines.choose, xla.SORTED_SCATTER_SLOTS
 CASES = {
     "sg-ns": dict(model="skipgram", loss="ns"),
     "cbow-hs": dict(model="cbow", loss="hs"),
@@ -41,12 +44,23 @@ CASES = {
     # examples made on the device from rows of tokens: 4 rows of 880 tokens per micro-step on
     # 1, 2 and 4 devices (sample 0 keeps every token: 6 pairs per token at window 5)
     "sg-ns-device-windows": dict(model="skipgram", loss="ns", device_windows=True, sample=0.0, batch_size=21000),
+    # as on a TPU: the scatter ids of each micro-step sorted once per call (xla.call_orders)
+    "sg-ns-device-windows-sorted": dict(model="skipgram", loss="ns", device_windows=True, sample=0.0,
+                                        batch_size=21000, sort_ids=True),
+    "cbow-hs-device-windows": dict(model="cbow", loss="hs", device_windows=True, sample=0.0, batch_size=3520),
 }
 LAYOUTS = [(2, False), (4, False), (4, True)]
 
 
+def _sorting_choose(*args, **kwargs):  # a TPU's engine choice, on this CPU
+    cfg, engine = CHOOSE(*args, **kwargs)
+    return cfg, dataclasses.replace(engine, sort_ids=True)
+
+
 def train(corpus, stop=None, **kw):
     wd = kw.pop("workdir", None) or tempfile.mkdtemp()
+    sort = kw.pop("sort_ids", False)
+    engines.choose, xla.SORTED_SCATTER_SLOTS = (_sorting_choose, 0) if sort else (CHOOSE, SLOTS)
     # cpu_kernel off: the one-device reference runs the same XLA update as the mesh (the fused
     # CPU kernel agrees with it to rounding, tests/test_kernel.py; here the layouts are compared)
     cfg = make_config(**dict(dict(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3,
@@ -67,8 +81,9 @@ def main(corpus, out):
             summary, v = train(corpus, devices=devices, shard_tables=shard, **kw)
             assert summary["devices"] == devices and summary["shard_tables"] == shard
             assert summary["step_compilations"] == 1, summary["step_compilations"]
-            if kw.get("device_windows"):
+            if kw.get("device_windows"):  # the same rows on every device count
                 assert summary["device_rows"] == [4, 880], summary["device_rows"]
+            assert summary["sort_ids"] == kw.get("sort_ids", False)
             result[f"{name}/{devices}{'/sharded' if shard else ''}"] = {
                 "bitwise": bool(np.array_equal(v, base)), "max_diff": float(np.abs(v - base).max())}
     # an interrupted 4-device run, resumed on 2 devices with sharded tables

@@ -38,7 +38,7 @@ class Engine:
     device_windows: bool = False  # examples made on the device from token rows
     threads: int = 0  # the CPU kernel's threads (several: Hogwild)
     interpret: bool = False  # pallas on CPU: Pallas's interpret mode
-    sort_ids: bool = False  # xla on a TPU: each micro-step's scatter ids sorted once per call (xla.call_orders)
+    sort_ids: bool = False  # xla and mesh on a TPU: each micro-step's scatter ids sorted once per call (xla.call_orders)
 
     def describe(self) -> str:
         what = {"cpu_kernel": f"fused CPU kernel, {self.threads} thread{'s, Hogwild' if self.threads > 1 else ''}",
@@ -72,7 +72,7 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
     ] if not ok]
     name = "mesh" if mesh else "xla"
     # a TPU sorts the ids of every large scatter; sorted once per call, a micro-step need not (xla.call_orders)
-    sort_ids = name == "xla" and platform == "tpu"
+    sort_ids = platform == "tpu"
     if t.pallas:
         if mesh:
             raise ConfigError("--pallas runs on one device with whole tables (not several devices or --shard-tables)")
@@ -200,7 +200,7 @@ def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
         return cpu_kernel.make_run(cfg, tables, schedule, engine.threads, shards)
     if layout is not None and not layout.plain:
         from . import mesh
-        return mesh.make_run(cfg, tables, schedule, layout)
+        return mesh.make_run(cfg, tables, schedule, layout, sort_ids=engine.sort_ids)
     from . import xla
     return xla.make_run(cfg, tables, schedule, data_shards=shards, sort_ids=engine.sort_ids)
 

@@ -106,14 +106,28 @@ class Collectives:
         return (got["per"], {"in": got["in"], "out": out_grad}, bias_grad,
                 {"in": got["ids_in"], "out": None if dense_out else got["ids_out"]}, got["aux"], whole_mb)
 
-    def apply(self, params: dict, upd: dict, ids: dict) -> dict:
+    def whole_call(self, batch):
+        """This device's slice of a call's examples ``[steps, b, ...]`` -> the whole micro-batches'
+        ``[steps, n * b, ...]``, in batch order (as :meth:`whole_batch` gathers them), in one
+        collective."""
+        front = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), batch)
+        got, _ = all_gather_packed(front, self.axis, self.n)
+        return jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), got)
+
+    def whole_updates(self, per, grads):
+        """This device's per-example losses and row gradients -> the whole micro-batch's, in one
+        collective, when the whole micro-batch's examples are known already (:meth:`whole_call`)."""
+        got, _ = all_gather_packed({"per": per, "in": grads["in"], "out": grads["out"]}, self.axis, self.n)
+        return got["per"], {"in": got["in"], "out": got["out"]}
+
+    def apply(self, params: dict, upd: dict, ids: dict, orders: Optional[dict] = None) -> dict:
         if not self.shard_tables:
-            return xla.apply_updates(params, upd, ids)
+            return xla.apply_updates(params, upd, ids, orders)
         return {name: params[name].at[_owned(params[name], ids[k], self.axis)].add(upd[k], mode="drop")
                 for name, k in (("emb_in", "in"), ("emb_out", "out"))}
 
 
-def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, layout):
+def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, layout, sort_ids: bool = False):
     """The XLA engine's call (:func:`w2vjax.engines.xla.make_run`) inside ``shard_map`` over
     ``layout``'s mesh (:class:`w2vjax.sharding.Layout`); every collective is written out here,
     none left to the GSPMD partitioner."""
@@ -123,7 +137,7 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, l
     if layout.shard_tables and cfg.model.loss == "softmax":
         raise ValueError("the full softmax reads every output row; it cannot use row-sharded tables")
     coll = Collectives(AXIS, layout.size, layout.shard_tables, layout.rows)
-    scan = xla.make_run(cfg, tables, schedule, coll=coll, data_shards=layout.data_shards)
+    scan = xla.make_run(cfg, tables, schedule, coll=coll, data_shards=layout.data_shards, sort_ids=sort_ids)
 
     def run(params, opt_state, step, key, batch):
         specs = layout.param_specs()

@@ -240,7 +240,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
                                 exact_grad=m.cbow_exact_grad, softmax_chunk=chunk)
     sg_windows = m.model == "skipgram" and cfg.windows
 
-    def core(params, key, mb, bufs=None, touches=None, orders=None):
+    def core(params, key, mb, bufs=None, touches=None, orders=None, whole=None):
         if isinstance(mb, TokenRows):  # device windows: this micro-step's examples, from its token rows
             mb = device_examples(cfg, tables, key, mb)
         if m.loss in SAMPLED and mb.neg is None:
@@ -253,7 +253,12 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
             return per.sum(), per
         grads, per = jax.grad(total, has_aux=True)(rows_)
         bias_grad = grads.pop("bias", None)
-        if coll is not None and coll.n > 1:  # from here on every device works on the whole micro-batch
+        if coll is not None and coll.n > 1 and whole is not None:  # the whole micro-batch's examples known
+            per, grads = coll.whole_updates(per, grads)
+            mb = whole if whole.words is not None else whole._replace(words=mb.words)
+            out_ids, aux = objectives._output_ids(mb.out, tables, m.loss, mb.neg)
+            ids = {"in": mb.inp, "out": out_ids}
+        elif coll is not None and coll.n > 1:  # from here on every device works on the whole micro-batch
             per, grads, bias_grad, ids, aux, mb = coll.whole_batch(per, grads, bias_grad, ids, aux, mb)
         ids = drop_padding(ids, mb, aux, sg_windows)
         if cfg.row_cap > 0:
@@ -266,7 +271,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         lr = rate(mb.words)
         sgd = optax.sgd(lr)  # the injected optimizer's inner transformation at this step's rate
         upd, _ = sgd.update(grads, sgd.init(grads))
-        params = coll.apply(params, upd, ids) if coll is not None else apply_updates(params, upd, ids, orders)
+        params = coll.apply(params, upd, ids, orders) if coll is not None else apply_updates(params, upd, ids, orders)
         stats = {"loss_sum": per.sum()}
         if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
             stats.update(examples=mb.mask.sum(), lr=lr)
@@ -295,6 +300,22 @@ def device_examples(cfg: Config, tables: objectives.Tables, key: jax.Array, rows
     return jax.vmap(one)(rows) if rows.row.ndim == 2 else one(rows)
 
 
+MAX_CALL_EXAMPLE_BYTES = 1 << 28  # a mesh's whole call of examples above this: gathered per micro-step
+
+
+def whole_call(coll, batch: Examples) -> Optional[Examples]:
+    """On a mesh (``coll``, more than one device), the whole micro-batches' examples of a call
+    ``[steps, n * b, ...]`` from this device's ``[steps, b, ...]``, in one all-gather before the
+    scan (they do not depend on the tables), so that each micro-step gathers only its updates
+    and its touch counts and scatter orders are made once per call; None on one device or
+    when they would take more than :data:`MAX_CALL_EXAMPLE_BYTES`."""
+    if coll is None or coll.n == 1:
+        return None
+    ids = batch if batch.words.ndim > 1 else batch._replace(words=None)  # per-example counts: the rates'
+    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(ids)) * coll.n
+    return coll.whole_call(ids) if size <= MAX_CALL_EXAMPLE_BYTES else None
+
+
 def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *, coll=None,
              data_shards: int = 1, sort_ids: bool = False):
     """A whole call: ``(params, opt_state, step, key, batch) -> (params, opt_state, step, metrics)``,
@@ -302,26 +323,33 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *
     examples for the whole call first, outside the scan: they do not depend on the tables, and
     inside it they cost a dozen small kernels per update on a GPU; so do the row cap's touch
     counts (:func:`call_touches`) and, with ``sort_ids`` (the TPU default), the order of each
-    micro-step's scatter ids (:func:`call_orders`)."""
+    micro-step's scatter ids (:func:`call_orders`); on a mesh from the whole micro-batches'
+    examples, gathered once per call (:func:`whole_call`)."""
     update = make_update(cfg, tables, schedule, coll=coll, data_shards=data_shards)
 
     def micro(carry, xs):
         params, key, bufs = carry
-        mb, touches, orders = xs
-        params, stats, bufs = update.core(params, key, mb, bufs, touches, orders)
+        mb, whole, touches, orders = xs
+        params, stats, bufs = update.core(params, key, mb, bufs, touches, orders, whole)
         return (params, key, bufs), stats
 
     def run(params, opt_state, step, key, batch):
         touches = bufs = orders = None
-        if isinstance(batch, TokenRows):  # an accelerator's call: examples and touch counts made up front
+        device_made = isinstance(batch, TokenRows)
+        if device_made:  # an accelerator's call: examples made up front
             batch = device_examples(cfg, tables, key, batch)
-            if cfg.row_cap > 0 and coll is None:
-                touches = call_touches(cfg, tables, batch, {k: v.shape[0] for k, v in params.items()})
-        if sort_ids and coll is None and cfg.model.loss != "softmax":
-            orders = call_orders(cfg, tables, batch)
+        # the examples whose ids a micro-step scatters: this device's, or on a mesh the whole
+        # micro-batches', gathered once per call (None: gathered with the updates, per micro-step)
+        whole = whole_call(coll, batch) if (device_made or sort_ids) and cfg.model.loss != "softmax" else None
+        scattered = batch if coll is None or coll.n == 1 else whole
+        if device_made and cfg.row_cap > 0 and scattered is not None:
+            touches = call_touches(cfg, tables, scattered, coll.rows if coll is not None else
+                                   {k: v.shape[0] for k, v in params.items()})
+        if sort_ids and scattered is not None and not (coll is not None and coll.shard_tables):
+            orders = call_orders(cfg, tables, scattered)
         if cfg.row_cap > 0 and touches is None:
             bufs = count_buffers(params, coll.rows if coll is not None else None)
-        (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, touches, orders))
+        (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, whole, touches, orders))
         steps = batch.mask.shape[0]
         # on one device the examples and the last rate depend on the batch only: counted once,
         # not per micro-step (on a mesh the batch is this device's slice: counted in the scan)
