@@ -60,7 +60,7 @@ def _sorting_choose(*args, **kwargs):  # a TPU's engine choice, on this CPU
 def train(corpus, stop=None, **kw):
     wd = kw.pop("workdir", None) or tempfile.mkdtemp()
     sort = kw.pop("sort_ids", False)
-    engines.choose, xla.SORTED_SCATTER_SLOTS = (_sorting_choose, 0) if sort else (CHOOSE, SLOTS)
+    engines.choose, xla.SORTED_SCATTER_SLOTS = (_sorting_choose, 0) if sort else (CHOOSE, SLOTS)  # (the mesh: all)
     # cpu_kernel off: the one-device reference runs the same XLA update as the mesh (the fused
     # CPU kernel agrees with it to rounding, tests/test_kernel.py; here the layouts are compared)
     cfg = make_config(**dict(dict(dim=16, epochs=1, batch_size=64, steps_per_call=8, min_count=3,

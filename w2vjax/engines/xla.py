@@ -180,10 +180,14 @@ def call_touches(cfg: Config, tables: objectives.Tables, batch: Examples, rows: 
 # a TPU's compiler sorts the ids of a scatter of more slots than about this in the scatter itself
 # (libtpu 0.0.42: 9,000 and more, not 8,256; benchmarks/results/accelerator_compile_after)
 SORTED_SCATTER_SLOTS = 8192
+# on a mesh every scatter's ids are sorted: compiled for 8 TPU v5e chips, skip-gram/NS with its
+# 7,296-slot input scatter unsorted staged the whole output table through on-chip memory every
+# micro-step, and with both sorted did not (benchmarks/results/accelerator_compile_after)
+MESH_SORTED_SCATTER_SLOTS = 0
 
 
-def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples) -> dict:
-    """For each table whose scatter has more than :data:`SORTED_SCATTER_SLOTS` slots a micro-step,
+def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples, min_slots: Optional[int] = None) -> dict:
+    """For each table whose scatter has more than ``min_slots`` (:data:`SORTED_SCATTER_SLOTS`) slots a micro-step,
     its ids for the whole call ``[steps, ...]`` in ascending order, with the permutation that
     sorts them: ``{'in'|'out': (sorted ids [steps, n], order [steps, n])}``, the slots that update
     nothing (:func:`drop_padding`) last as :data:`DROP`.  One batched sort per call, before the
@@ -200,7 +204,8 @@ def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples) -> dict
         flat = i.reshape(steps, -1).astype(jnp.int32)
         iota = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 1)
         return jax.lax.sort((flat, iota), dimension=1, num_keys=1)
-    return {k: sort(v) for k, v in ids.items() if v.size // steps > SORTED_SCATTER_SLOTS}
+    min_slots = SORTED_SCATTER_SLOTS if min_slots is None else min_slots
+    return {k: sort(v) for k, v in ids.items() if v.size // steps > min_slots}
 
 
 def apply_updates(params: dict, upd: dict, ids: dict, orders: Optional[dict] = None) -> dict:
@@ -346,7 +351,7 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *
             touches = call_touches(cfg, tables, scattered, coll.rows if coll is not None else
                                    {k: v.shape[0] for k, v in params.items()})
         if sort_ids and scattered is not None and not (coll is not None and coll.shard_tables):
-            orders = call_orders(cfg, tables, scattered)
+            orders = call_orders(cfg, tables, scattered, None if coll is None else MESH_SORTED_SCATTER_SLOTS)
         if cfg.row_cap > 0 and touches is None:
             bufs = count_buffers(params, coll.rows if coll is not None else None)
         (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, whole, touches, orders))
