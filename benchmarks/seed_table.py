@@ -3,7 +3,7 @@
     python benchmarks/seed_table.py "gensim=DIR/head_gensim_and_b256_s*.json:gensim" \
         "w2vjax batch 32=DIR/head_b32_s*.json:w2vjax"
 
-Each argument is ``label=GLOB[:TOOL]``: the records of the files matching GLOB whose tool name
+Each argument is ``label=GLOB[,GLOB...][:TOOL]``: the records of the files matching a GLOB whose tool name
 is TOOL (``gensim`` or ``w2vjax``; all records if omitted).  Prints a Markdown table (analogy,
 WS-353, SimLex-999, raw words/s) and, for every group after the first, the difference from the
 first with Welch's t-test (``experiments.report.welch``).
@@ -27,7 +27,7 @@ METRICS = [("analogy", "analogy (30k) %", 100.0, 2), ("ws353", "WS-353", 1.0, 3)
 def load(spec: str) -> tuple[str, list[dict]]:
     label, _, rest = spec.partition("=")
     pattern, _, tool = rest.partition(":")
-    files = sorted(glob.glob(pattern))
+    files = sorted(f for p in pattern.split(",") for f in glob.glob(p))
     if not files:
         raise SystemExit(f"seed_table: no file matches {pattern}")
     recs = [r for f in files for r in json.load(open(f))["records"] if not tool or r.get("tool_name") == tool]
