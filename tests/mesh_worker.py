@@ -47,6 +47,8 @@ CASES = {
     # as on a TPU: the scatter ids of each micro-step sorted once per call (xla.call_orders)
     "sg-ns-device-windows-sorted": dict(model="skipgram", loss="ns", device_windows=True, sample=0.0,
                                         batch_size=21000, sort_ids=True),
+    # the host stream's examples, sorted as on a TPU (the whole call gathered for the orders)
+    "sg-ns-sorted": dict(model="skipgram", loss="ns", sort_ids=True),
     "cbow-hs-device-windows": dict(model="cbow", loss="hs", device_windows=True, sample=0.0, batch_size=3520),
 }
 LAYOUTS = [(2, False), (4, False), (4, True)]
@@ -70,9 +72,29 @@ def train(corpus, stop=None, **kw):
     return s, np.asarray(__import__("w2vjax").load_vectors(os.path.join(wd, "vectors.bin")).vectors)
 
 
+def whole_call_is_the_global_batch():
+    """Collectives.whole_call on 4 devices' slices of a call gives back the whole call, in batch
+    order, every field (per-example word counts, as several data shards make, included)."""
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    from w2vjax.batches import Pairs
+    from w2vjax.engines.mesh import Collectives
+    rng = np.random.default_rng(0)
+    steps, b = 3, 4 * 8
+    batch = Pairs(jnp.asarray(rng.integers(0, 99, (steps, b)), jnp.int32), jnp.asarray(rng.integers(0, 99, (steps, b)), jnp.int32),
+                  jnp.asarray(rng.random((steps, b)) > 0.2, jnp.float32), jnp.asarray(rng.random((steps, b)) * 1e6, jnp.float32),
+                  jnp.asarray(rng.integers(0, 99, (steps, b, 5)), jnp.int32))
+    coll = Collectives("d", 4, False, {})
+    f = jax.shard_map(coll.whole_call, mesh=Mesh(np.array(jax.devices()), ("d",)), in_specs=(P(None, "d"),),
+                      out_specs=P(), check_vma=False)
+    got = jax.jit(f)(batch)
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(batch)))
+
+
 def main(corpus, out):
     assert jax.device_count() == 4, jax.devices()
-    result = {}
+    result = {"whole_call": {"bitwise": whole_call_is_the_global_batch(), "max_diff": 0.0}}
     for name, kw in CASES.items():
         _, base = train(corpus, devices=1, **kw)
         for devices, shard in LAYOUTS:

@@ -49,7 +49,8 @@ def test_1_2_4_devices_and_sharded_tables_give_the_same_vectors(head_corpus, tmp
         assert r["max_diff"] < 2e-5, (case, r)
     assert {"sg-ns/4", "cbow-hs/4/sharded", "sg-ns-shared/2", "sg-softmax/4",
             "sg-ns/4->2/sharded resumed", "sg-ns-device-windows/4", "sg-ns-device-windows/4/sharded",
-            "sg-ns-device-windows-sorted/4", "cbow-hs-device-windows/4/sharded"} <= set(result)
+            "sg-ns-device-windows-sorted/4", "cbow-hs-device-windows/4/sharded", "sg-ns-sorted/4"} <= set(result)
+    assert result["whole_call"]["bitwise"]  # a call's examples gathered once, in the update's batch order
 
 
 def _free_port():
