@@ -53,7 +53,9 @@ def cbow_hidden(ctx_rows: jax.Array, ctx_mask: jax.Array, mean: bool = True,
     Backward: each context row receives ``g * dL/dh`` with ``g`` as described in
     the module docstring.
     """
-    s = jnp.einsum("...cd,...c->...d", ctx_rows, ctx_mask)
+    # a product and a sum, not an einsum: the einsum's gradient is a [B, D, C] product transposed
+    # to [B, C, D], which XLA:GPU materialises for the input scatter; this one it fuses into it
+    s = (ctx_rows * ctx_mask[..., None]).sum(-2)
     count = jnp.maximum(ctx_mask.sum(-1, keepdims=True), 1.0)
     h = s / count if mean else s
     g = (1.0 / count) if (mean == exact_grad) else jnp.ones_like(count)
