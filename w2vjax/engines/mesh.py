@@ -21,6 +21,9 @@ from ..config import Config
 from . import xla
 
 
+TABLES = {"in": "emb_in", "out": "emb_out"}
+
+
 def _all_gather(x: jax.Array, axis: Optional[str], n: int) -> jax.Array:
     """This device's slice ``[b, ...]`` -> the whole batch ``[n * b, ...]``, in batch order."""
     return jax.lax.all_gather(x, axis, tiled=True) if n > 1 else x
@@ -120,11 +123,17 @@ class Collectives:
         got, _ = all_gather_packed({"per": per, "in": grads["in"], "out": grads["out"]}, self.axis, self.n)
         return got["per"], {"in": got["in"], "out": got["out"]}
 
+    def local_ids(self, params: dict):
+        """Row-sharded tables: ``(k, ids) -> `` the ids into this device's shard of table ``k``
+        (``'in'`` / ``'out'``), the rows another device owns mapped past the shard's end."""
+        return lambda k, ids: _owned(params[TABLES[k]], ids, self.axis)
+
     def apply(self, params: dict, upd: dict, ids: dict, orders: Optional[dict] = None) -> dict:
-        if not self.shard_tables:
-            return xla.apply_updates(params, upd, ids, orders)
-        return {name: params[name].at[_owned(params[name], ids[k], self.axis)].add(upd[k], mode="drop")
-                for name, k in (("emb_in", "in"), ("emb_out", "out"))}
+        """Scatter-add the whole micro-batch's updates; with row-sharded tables each device adds
+        only those of the rows it owns (``orders``: sorted in its shard's ids, :func:`xla.call_orders`)."""
+        if self.shard_tables:
+            ids = {k: self.local_ids(params)(k, v) for k, v in ids.items()}
+        return xla.apply_updates(params, upd, ids, orders)
 
 
 def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, layout, sort_ids: bool = False):

@@ -186,13 +186,16 @@ SORTED_SCATTER_SLOTS = 8192
 MESH_SORTED_SCATTER_SLOTS = 0
 
 
-def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples, min_slots: Optional[int] = None) -> dict:
+def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples, min_slots: Optional[int] = None,
+                local=None) -> dict:
     """For each table whose scatter has more than ``min_slots`` (:data:`SORTED_SCATTER_SLOTS`) slots a micro-step,
     its ids for the whole call ``[steps, ...]`` in ascending order, with the permutation that
     sorts them: ``{'in'|'out': (sorted ids [steps, n], order [steps, n])}``, the slots that update
     nothing (:func:`drop_padding`) last as :data:`DROP`.  One batched sort per call, before the
     scan (the ids do not depend on the tables), so that a micro-step's scatters can say their ids
-    are sorted: a TPU otherwise sorts a large scatter's ids in every micro-step.  Smaller
+    are sorted: a TPU otherwise sorts a large scatter's ids in every micro-step.  ``local(k, ids)``
+    (row-sharded tables): the ids into this device's shard that are sorted, the rows it does not
+    own mapped past its end, which its scatter drops.  Smaller
     scatters stay as they are: sorting their updates would cost a gather for no sort saved."""
     m = cfg.model
     out_ids, aux = objectives._output_ids(batch.out, tables, m.loss, batch.neg)
@@ -205,6 +208,8 @@ def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples, min_slo
         iota = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 1)
         return jax.lax.sort((flat, iota), dimension=1, num_keys=1)
     min_slots = SORTED_SCATTER_SLOTS if min_slots is None else min_slots
+    if local is not None:
+        ids = {k: local(k, v) for k, v in ids.items()}
     return {k: sort(v) for k, v in ids.items() if v.size // steps > min_slots}
 
 
@@ -350,8 +355,9 @@ def make_run(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule, *
         if device_made and cfg.row_cap > 0 and scattered is not None:
             touches = call_touches(cfg, tables, scattered, coll.rows if coll is not None else
                                    {k: v.shape[0] for k, v in params.items()})
-        if sort_ids and scattered is not None and not (coll is not None and coll.shard_tables):
-            orders = call_orders(cfg, tables, scattered, None if coll is None else MESH_SORTED_SCATTER_SLOTS)
+        if sort_ids and scattered is not None:
+            orders = call_orders(cfg, tables, scattered, None if coll is None else MESH_SORTED_SCATTER_SLOTS,
+                                 coll.local_ids(params) if coll is not None and coll.shard_tables else None)
         if cfg.row_cap > 0 and touches is None:
             bufs = count_buffers(params, coll.rows if coll is not None else None)
         (params, key, _), stats = jax.lax.scan(micro, (params, key, bufs), (batch, whole, touches, orders))
