@@ -57,7 +57,7 @@ def config_of(name: str) -> tuple[str, str, int | None]:
     return CONFIGS[base] + (int(k) if k else None,)
 
 
-def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None, threads=0):
+def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None, threads=0, pallas=False):
     from w2vjax import make_config, sharding
     sharding.one_xla_cpu_thread(True, None)  # as `w2vjax train` does, before JAX starts
     from w2vjax.train import train_and_evaluate
@@ -66,7 +66,7 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
                       batch_size=args.batch_size, row_update_cap=args.row_update_cap,
                       **({"steps_per_call": args.steps_per_call} if args.steps_per_call else {}),
                       shared_negatives=args.shared_negatives or None, device_windows=device_windows,
-                      cpu_kernel=cpu_kernel, threads=threads)
+                      cpu_kernel=cpu_kernel, threads=threads, pallas=pallas)
     s = train_and_evaluate(cfg, workdir, args.corpus, evaluate=False, progress=False)
     import jax
     nproc = f", PJRT_NPROC={os.environ['PJRT_NPROC']}" if "PJRT_NPROC" in os.environ else ""
@@ -74,6 +74,8 @@ def run_w2vjax(args, model, loss, workdir, device_windows=None, cpu_kernel=None,
     k = s["cpu_kernel_threads"]
     mode = " Hogwild" if k > 1 else ""  # several kernel threads always run Hogwild
     step = f", CPU kernel {k} thread{'s' if k > 1 else ''}{mode}" if k else (", XLA step" if s["platform"] == "cpu" else "")
+    if s["engine"] == "pallas":
+        step = ", Pallas kernel" + (" emulated in XLA, programs in step" if s["platform"] == "cpu" else "")
     return {"tool": f"w2vjax (jax {jax.__version__}, {s['platform']}, batch {s.get('batch_size', cfg.batch_size)}"
                     f"{' windows' if cfg.windows else ''}{rows}{step}{nproc})",
             "train_seconds": s["train_seconds"], "raw_words_per_s": s["raw_words_per_s"],
@@ -94,9 +96,11 @@ def one(args):
                          workers=args.workers, seed=args.seed, epochs=args.epochs,
                          alpha_rule=GENSIM_TOOLS[args.tool])
     else:  # w2vjax: the platform's defaults; w2vjax-device: examples made on the device; w2vjax-xla: no CPU
-        # kernel; w2vjax-1t: the CPU kernel on one thread (the same vectors on every run)
-        rec = run_w2vjax(args, model, loss, args.workdir, True if args.tool == "w2vjax-device" else None,
-                         False if args.tool == "w2vjax-xla" else None, 1 if args.tool == "w2vjax-1t" else 0)
+        # kernel; w2vjax-1t: the CPU kernel on one thread (the same vectors on every run); w2vjax-pallas:
+        # the Pallas engine with device windows (on CPU its XLA emulation)
+        pallas = args.tool == "w2vjax-pallas"
+        rec = run_w2vjax(args, model, loss, args.workdir, True if args.tool == "w2vjax-device" or pallas else None,
+                         False if args.tool == "w2vjax-xla" else None, 1 if args.tool == "w2vjax-1t" else 0, pallas)
     rec["wall_seconds"] = time.time() - t0
     rec["tool_name"] = args.tool
     from w2vjax import evaluate, export
@@ -139,6 +143,7 @@ def table(records) -> str:
             if g is None or j is g:
                 continue
             what = ("gensim at its default lr" if j.get("tool_name") == "gensim-default" else
+                    "Pallas kernel" if "Pallas kernel" in j["tool"] else
                     "device windows" if "device windows" in j["tool"] else
                     "XLA step" if "XLA step" in j["tool"] else
                     "CPU kernel, 1 thread" if "kernel 1 thread" in j["tool"] else "w2vjax default")
@@ -169,7 +174,8 @@ def main():
                         "its own default learning rate), w2vjax (the platform's default data path and step), w2vjax-device "
                         "(--device-windows: examples made on the device), w2vjax-xla (--no-cpu-kernel: "
                         "the plain XLA step on CPU), w2vjax-1t (--threads 1: the CPU kernel on one thread, "
-                        "the same vectors on every run)")
+                        "the same vectors on every run), w2vjax-pallas (--pallas --device-windows: the fused GPU "
+                        "kernel; on CPU its update emulated in XLA, its programs in step)")
     p.add_argument("--gensim-alpha", choices=ALPHA_RULES + ("both",), default="same",
                    help="the learning rate of the gensim tool: same (default): w2vjax's, word2vec.c's (0.05 CBOW, "
                         "0.025 skip-gram, floored at 1e-4 of it); default: gensim's own (alpha 0.025, min_alpha "

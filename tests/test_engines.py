@@ -75,7 +75,9 @@ def test_asking_for_the_kernel_where_it_cannot_run_is_refused(settings, platform
 def test_pallas_is_chosen_only_when_asked_and_where_it_fits():
     cfg, e = _choose("gpu", model="skipgram", loss="hs", pallas=True)
     assert e.name == "pallas" and e.device_windows and cfg.batch_size == 4096
-    assert _choose("cpu", model="skipgram", pallas=True)[1].name == "pallas"  # interpret mode
+    on_cpu = _choose("cpu", model="skipgram", pallas=True)[1]
+    assert on_cpu.name == "pallas" and on_cpu.emulate and not on_cpu.interpret  # the XLA emulation
+    assert not e.emulate and not e.interpret
     assert _choose("gpu", model="skipgram")[1].name == "xla"  # not by default
     with pytest.raises(ConfigError, match="--pallas runs on one device"):
         _choose("gpu", 8, model="skipgram", pallas=True)
@@ -87,18 +89,24 @@ def test_pallas_is_chosen_only_when_asked_and_where_it_fits():
             _choose("gpu", model="skipgram", loss=loss, pallas=True)
 
 
-@pytest.mark.parametrize("model,loss,windows", [("skipgram", "ns", False), ("skipgram", "hs", True),
-                                                ("cbow", "ns", True), ("cbow", "hs", False)])
-def test_a_pallas_run_trains_end_to_end_in_interpret_mode(head_corpus, tmp_path, model, loss, windows):
-    """The pallas engine through the trainer (host stream or device windows), on CPU in Pallas's
-    interpret mode: it runs through the whole corpus, losses and vectors are finite (whether
-    it learns as well as the XLA update is for a GPU run to measure).  (Interpret mode keeps the last
-    of the atomic adds an index gets within one block, so it computes less than the GPU would.)"""
+@pytest.mark.parametrize("model,loss,windows,interpret", [
+    ("skipgram", "ns", False, True), ("skipgram", "hs", True, True), ("cbow", "ns", True, True),
+    ("cbow", "hs", False, True), ("skipgram", "ns", True, False), ("cbow", "hs", True, False)])
+def test_a_pallas_run_trains_end_to_end(head_corpus, tmp_path, monkeypatch, model, loss, windows, interpret):
+    """The pallas engine through the trainer (host stream or device windows), on CPU as chosen (the
+    XLA emulation) or with the kernel's own code in Pallas's interpret mode: it runs through the
+    whole corpus, losses and vectors are finite.  (Interpret mode keeps the last of the atomic adds
+    an index gets within one block, so it computes less than the GPU would.)"""
+    import dataclasses
     import json
 
     import numpy as np
 
     from w2vjax.train import train_and_evaluate
+    if interpret:
+        choose = engines.choose
+        monkeypatch.setattr(engines, "choose", lambda *a: (lambda c, e: (c, dataclasses.replace(
+            e, emulate=False, interpret=True)))(*choose(*a)))
     cfg = make_config(model=model, loss=loss, dim=8, epochs=2, batch_size=64, steps_per_call=8,
                       min_count=3, pallas=True, device_windows=windows, log_every_s=0.0)
     s = train_and_evaluate(cfg, str(tmp_path), head_corpus(20_000), evaluate=False, progress=False)

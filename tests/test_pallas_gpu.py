@@ -262,3 +262,84 @@ def test_cbow_rows_repeated_across_programs_follow_the_sequential_emulation():
         np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
     capped = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 2.0, BLOCK, ctx_mask=ctx)[0]
     assert np.abs(capped - np.asarray(a)).max() > 1e-3
+
+
+def test_a_noise_word_equal_to_its_center_counts_as_a_touch_as_in_the_xla_engine():
+    """Every example's first noise word is its center: that slot weighs 0 but touches the row, so
+    each center row is touched twice and cap 1 halves its update, as the XLA engine does."""
+    rng = np.random.default_rng(8)
+    b = 8
+    ei, eo = _tables_np(8)
+    inp = rng.permutation(V)[:b]
+    oid = rng.permutation(V)[:b * K].reshape(b, K)
+    out, neg = oid[:, 0], oid.copy()
+    neg[:, 0] = out
+    mask = np.ones(b, np.float32)
+    ref_in, ref_out, ref_loss, lr = _xla_update(ei, eo, inp, out, neg, mask, cap=1.0)
+    for kw in ({"interpret": True, "count_mode": "kernel"}, {"interpret": True, "count_mode": "xla"},
+               {"emulate": True}):
+        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp), jnp.asarray(out),
+                                  jnp.asarray(neg), jnp.asarray(mask), lr, 1.0, block=BLOCK, **kw)
+        np.testing.assert_allclose(np.asarray(o), ref_out, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a), ref_in, atol=1e-5)
+    half = _xla_update(ei, eo, inp, out, neg, mask, cap=0.0)[1]  # no cap: the center's whole update
+    assert np.abs(half - ref_out).max() > 1e-4
+
+
+def _emulated_and_kernel(fn, args, kw):
+    e = fn(*args, emulate=True, **kw)
+    k = fn(*args, block=BLOCK, interpret=True, **kw)
+    return [np.asarray(x) for x in e], [np.asarray(x) for x in k]
+
+
+def test_the_concurrent_emulation_is_the_kernel_where_no_row_repeats():
+    """emulate=True runs the kernel's own body (_update_body) in XLA; with every row distinct the
+    order of programs does not matter, so it is the interpret-mode kernel: skip-gram/NS, CBOW/NS
+    (mean, dead context slots), skip-gram/HS, with the cap."""
+    rng = np.random.default_rng(9)
+    b = 8
+    ei, eo = _tables_np(9)
+    oid = rng.permutation(V)[:b * (K + 1)].reshape(b, K + 1)
+    mask = np.ones(b, np.float32)
+    mask[3] = 0.0
+    j = lambda *xs: [jnp.asarray(x) for x in xs]  # noqa: E731
+    cases = [(pg.ns_update, j(ei, eo, rng.permutation(V)[:b], oid[:, 0], oid[:, 1:], mask) + [0.05, 2.0], {})]
+    inp, ctx = _cbow_batch(rng, b)
+    cases.append((pg.ns_update, j(ei, eo, inp, oid[:, 0], oid[:, 1:], mask) + [0.05, 2.0],
+                  {"ctx_mask": jnp.asarray(ctx)}))
+    _, ei2, eo2, out, points, codes, pmask = _hs_problem(10, b)
+    cases.append((pg.hs_update, j(ei2, eo2, rng.permutation(V)[:b], out, mask) + [0.05, 2.0]
+                  + j(points, codes, pmask), {}))
+    for fn, args, kw in cases:
+        e, k = _emulated_and_kernel(fn, args, kw)
+        for x, y in zip(e, k):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+        assert np.abs(e[0] - np.asarray(args[0])).max() > 1e-4
+
+
+@pytest.mark.parametrize("cbow", [False, True])
+def test_with_repeated_rows_the_emulation_is_every_program_in_step(cbow):
+    """Ids drawn from 16 rows (rows repeat within and across programs, noise words hit their
+    centers): emulate=True is reference_update with the whole micro-batch as one program (slot j
+    reads what slots < j of every example wrote; repeated adds summed), the cap binding or off;
+    the sequential order (4 examples a program) differs from it."""
+    rng = np.random.default_rng(11)
+    b = 16
+    ei, eo = _tables_np(11)
+    oid = rng.integers(0, 16, size=(b, K + 1))
+    out, neg = oid[:, 0], oid[:, 1:]
+    mask = np.ones(b, np.float32)
+    mask[2] = 0.0
+    inp, ctx = (rng.integers(0, 16, size=(b, C)), (rng.random((b, C)) < 0.75).astype(np.float32)) if cbow else \
+        (rng.integers(0, 16, size=b), None)
+    kw = {"ctx_mask": jnp.asarray(ctx)} if cbow else {}
+    lr = 0.5
+    for cap in (3.0, 0.0):
+        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp), jnp.asarray(out),
+                                  jnp.asarray(neg), jnp.asarray(mask), lr, cap, emulate=True, **kw)
+        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, b, ctx_mask=ctx)
+        np.testing.assert_allclose(np.asarray(a), ra, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(o), ro, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
+    seq = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 0.0, BLOCK, ctx_mask=ctx)[0]
+    assert np.abs(seq - np.asarray(a)).max() > 1e-3

@@ -147,7 +147,7 @@ class TrainConfig:
     pallas: bool = setting(
         False, "skip-gram or CBOW, NS/HS, on one device: the fused Pallas (Triton) GPU kernel instead of the XLA "
         "update (Hogwild within a micro-batch; compiled for an H200 but not yet timed on one, see "
-        "benchmarks/results/pallas_compile.md); on CPU it runs in Pallas's interpret mode, slowly, for tests")
+        "benchmarks/results/pallas_compile.md); on CPU its update runs emulated in XLA, programs in step as on a GPU")
     threads: int = setting(0, "CPU kernel threads (0: the cores this process may use); several run Hogwild, "
                            "1 gives the same vectors on every run", runtime=True)
     save_output: bool = setting(

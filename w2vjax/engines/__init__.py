@@ -37,7 +37,8 @@ class Engine:
     why: str = ""
     device_windows: bool = False  # examples made on the device from token rows
     threads: int = 0  # the CPU kernel's threads (several: Hogwild)
-    interpret: bool = False  # pallas on CPU: Pallas's interpret mode
+    interpret: bool = False  # pallas: the kernel's code in Pallas's interpret mode (programs one by one; tests)
+    emulate: bool = False  # pallas on CPU: the kernel's update as one XLA program, programs in step (pallas_gpu)
     sort_ids: bool = False  # xla and mesh on a TPU: each micro-step's scatter ids sorted once per call (xla.call_orders)
 
     def describe(self) -> str:
@@ -76,8 +77,9 @@ def choose(cfg: Config, platform: str, devices: int = 1) -> tuple[Config, Engine
     if t.pallas:
         if mesh:
             raise ConfigError("--pallas runs on one device with whole tables (not several devices or --shard-tables)")
-        interpret = " (interpret mode, for tests)" if platform == "cpu" else ""
-        return cfg, Engine("pallas", f"--pallas on {platform}{interpret}", device_windows, interpret=platform == "cpu")
+        cpu = platform == "cpu"
+        how = " (emulated: the kernel's update in XLA, its programs in step as on a GPU)" if cpu else ""
+        return cfg, Engine("pallas", f"--pallas on {platform}{how}", device_windows, emulate=cpu)
     if t.cpu_kernel and unmet:
         raise ConfigError(f"--cpu-kernel: {unmet[0]}")
     if t.cpu_kernel is False:
@@ -192,7 +194,8 @@ def make_run(engine: Engine, cfg: Config, tables, schedule, layout=None):
     shards = layout.data_shards if layout is not None else 1
     if engine.name == "pallas":
         from . import pallas_gpu
-        return pallas_gpu.make_run(cfg, tables, schedule, interpret=engine.interpret, data_shards=shards)
+        return pallas_gpu.make_run(cfg, tables, schedule, interpret=engine.interpret, emulate=engine.emulate,
+                                   data_shards=shards)
     if engine.name == "cpu_kernel":
         from . import cpu_kernel
         if layout is not None and not layout.plain:

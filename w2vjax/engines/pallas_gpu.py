@@ -27,6 +27,16 @@ update (none is lost), only the rows they were computed from differ.  When no tw
 of the micro-batch share a row of the same table the two agree; tests check that, and a
 sequential-by-program emulation (:func:`reference_update`) for rows repeated across programs.
 
+**Emulations** (the order is the GPU's scheduler's; two ends of it run on CPU).  *Sequential*:
+one program after another (``interpret=True``, the kernel's own code, slow; :func:`reference_update`
+in NumPy) -- the freshest reads, as if the programs never overlapped.  *Concurrent*
+(``emulate=True``, the one XLA program ``--pallas`` runs on CPU): the same body over the whole
+micro-batch at once, i.e. every program in step with the others -- slot ``j``'s output rows read
+after every program's adds of slots ``< j`` and before any of slot ``j``'s, the input rows read
+first and added last, repeated rows' adds summed.  On a GPU the 128 programs of a 4096-pair
+micro-batch fit in one wave of an H200's 132 SMs and run side by side, near the concurrent end;
+:func:`reference_update` with ``block = B`` is the concurrent order in NumPy (the tests' check).
+
 Column chunks: Triton tensors have power-of-two shapes, so a row of ``D`` floats is handled as
 the binary decomposition of ``D`` (100 = 64 + 32 + 4), no masked loads.  The kernel sees the
 tables as flat ``[V * D]`` views (a bitcast) and indexes them with int32 element offsets
@@ -102,13 +112,14 @@ def _window_inputs(inp_ref, ctx_ref, rows, width, mean, exact_grad):
 # -- the output slots of a block of examples ----------------------------------------------------
 
 def _ns_slots(out_ref, neg_ref, rows, negative):
-    """Negative sampling: ``[(ids, sign, weight)]`` for the center and the K noise words; a noise
-    word equal to the center weighs 0 (word2vec.c skips it) but still counts as a touch."""
+    """Negative sampling: ``[(ids, sign, weight, touch)]`` for the center and the K noise words
+    (``None``: 1); a noise word equal to the center weighs 0 (word2vec.c skips it) but still
+    counts as a touch, as in the XLA engine (:func:`w2vjax.engines.xla.touch_weights`)."""
     out = out_ref[rows]
-    slots = [(out, 1.0, None)]
+    slots = [(out, 1.0, None, None)]
     for k in range(negative):
         nk = neg_ref[rows, k]
-        slots.append((nk, -1.0, (nk != out).astype(jnp.float32)))
+        slots.append((nk, -1.0, (nk != out).astype(jnp.float32), None))
     return slots
 
 
@@ -116,8 +127,11 @@ def _hs_slots(out_ref, points_ref, codes_ref, pmask_ref, rows, path_len):
     """Hierarchical softmax: the inner nodes of the center's Huffman path, sign ``1 - 2 code``,
     weight the path mask (also the touch weight); looked up in the kernel from ``[V, L]`` tables."""
     out = out_ref[rows]
-    return [(points_ref[out, l], 1.0 - 2.0 * codes_ref[out, l].astype(jnp.float32),
-             pmask_ref[out, l].astype(jnp.float32)) for l in range(path_len)]
+    slots = []
+    for l in range(path_len):
+        live = pmask_ref[out, l].astype(jnp.float32)
+        slots.append((points_ref[out, l], 1.0 - 2.0 * codes_ref[out, l].astype(jnp.float32), live, live))
+    return slots
 
 
 # -- the three kernels --------------------------------------------------------------------------
@@ -131,7 +145,7 @@ def _count_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, interpr
     rows = pl.ds(pl.program_id(0) * block, block)
     mask = mask_ref[rows]
     ins = [(ids, t, cnt_in) for ids, _, _, t in in_fn(*in_refs, rows)]
-    for ids, w, cnt in ins + [(i, w_, cnt_out) for i, _, w_ in slots_fn(*slot_refs, rows)]:
+    for ids, w, cnt in ins + [(i, t, cnt_out) for i, _, _, t in slots_fn(*slot_refs, rows)]:
         if reset:
             cnt[ids] = jnp.zeros((block,), cnt.dtype)
             continue
@@ -142,63 +156,95 @@ def _count_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, interpr
             plt.atomic_add(cnt, ids, t, mask=t > 0)
 
 
-def _update_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, d, cap, interpret):
-    """Launch 2: the fused update of one block of examples (module docstring)."""
-    lr_ref, in_refs, mask_ref = refs[0], refs[1:1 + n_in_refs], refs[1 + n_in_refs]
-    slot_refs = refs[2 + n_in_refs:2 + n_in_refs + n_slot_refs]
-    rest = refs[2 + n_in_refs + n_slot_refs:]
-    if cap > 0:
-        cnt_in_ref, cnt_out_ref = rest[:2]
-        rest = rest[2:]
-    emb_in, emb_out, loss_ref = rest[-3:]  # outputs; emb_* alias the input tables (read through them)
-    rows = pl.ds(pl.program_id(0) * block, block)
-    lr = lr_ref[0]
-    mask = mask_ref[rows]
-    chunks = column_chunks(d)
-    # the tables are flat [V * D] views: element offsets row * D + column ([block, n] int32 each)
-    cols = [s + jnp.arange(n, dtype=jnp.int32)[None, :] for s, n in chunks]
-    ins = in_fn(*in_refs, rows)
+class _Atomics:
+    """The kernel's access to the tables, the aliased flat ``[V * D]`` refs indexed by int32 element
+    offsets ``row * D + column`` (``[block, n]`` per power-of-two column chunk): loads, and atomic
+    adds masked to the live slots (interpret mode takes no mask; a dead slot adds 0 anyway)."""
+
+    def __init__(self, emb_in, emb_out, d, interpret):
+        self.refs, self.d, self.interpret = {"in": emb_in, "out": emb_out}, d, interpret
+        self.chunks = column_chunks(d)
+
+    def at(self, ids, chunk):
+        start, n = chunk
+        return ids[:, None] * self.d + start + jnp.arange(n, dtype=jnp.int32)[None, :]
+
+    def load(self, table, at):
+        return self.refs[table][at]
+
+    def add(self, table, at, upd, live):
+        if self.interpret:
+            plt.atomic_add(self.refs[table], at, upd)
+        else:
+            plt.atomic_add(self.refs[table], at, upd, mask=jnp.broadcast_to((live != 0)[:, None], upd.shape))
+
+
+class _Concurrent:
+    """The same accesses on the whole ``[V, D]`` tables for ``emulate=True``, whole rows at a time:
+    a load sees every add made before it, an add sums repeated rows (XLA's scatter-add)."""
+
+    def __init__(self, emb_in, emb_out):
+        self.arrays = {"in": emb_in, "out": emb_out}
+        self.chunks = ((0, emb_in.shape[1]),)
+
+    def at(self, ids, chunk):
+        return ids
+
+    def load(self, table, at):
+        return self.arrays[table][at]
+
+    def add(self, table, at, upd, live):
+        self.arrays[table] = self.arrays[table].at[at].add(upd)
+
+
+def _update_body(mem, lr, ins, mask, slots, cnt_in, cnt_out, *, cap):
+    """The fused update of the examples ``mask`` covers (module docstring): ``ins`` / ``slots`` as
+    the slot functions give them, ``cnt_*`` the filled touch counts (None without a cap), tables
+    through ``mem`` (:class:`_Atomics` in the kernel, :class:`_Concurrent` in the emulation).
+    Returns the examples' losses."""
     at_ins, h = [], None  # h: [block, n] per column chunk, kept for the whole block
     for ids, hw, _, _ in ins:
-        at_in = [ids[:, None] * d + c for c in cols]
-        v = [emb_in[a] for a in at_in]
+        at_in = [mem.at(ids, c) for c in mem.chunks]
+        v = [mem.load("in", a) for a in at_in]
         if hw is not None:
             v = [hw[:, None] * x for x in v]
         h = v if h is None else [x + y for x, y in zip(h, v)]
         at_ins.append(at_in)
     gin = [jnp.zeros_like(c) for c in h]
-    loss = jnp.zeros((block,), jnp.float32)
-    for ids, sign, w in slots_fn(*slot_refs, rows):
-        at_out = [ids[:, None] * d + c for c in cols]
-        o = [emb_out[a] for a in at_out]
+    loss = jnp.zeros_like(mask)
+    for ids, sign, w, _ in slots:
+        at_out = [mem.at(ids, c) for c in mem.chunks]
+        o = [mem.load("out", a) for a in at_out]
         logit = sum(jnp.sum(hc * oc, axis=1) for hc, oc in zip(h, o))
         wm = mask if w is None else mask * w
         loss = loss - wm * _log_sigmoid(sign * logit)
         g = (_sigmoid(sign * logit) - 1.0) * sign * wm  # dL/dlogit
         scale = -lr * g
         if cap > 0:
-            scale = scale / jnp.maximum(1.0, cnt_out_ref[ids].astype(jnp.float32) / cap)
+            scale = scale / jnp.maximum(1.0, cnt_out[ids].astype(jnp.float32) / cap)
         for c, (a, hc, oc) in enumerate(zip(at_out, h, o)):
             gin[c] = gin[c] + g[:, None] * oc
-            upd = scale[:, None] * hc
-            if interpret:
-                plt.atomic_add(emb_out, a, upd)
-            else:
-                plt.atomic_add(emb_out, a, upd,
-                               mask=jnp.broadcast_to((wm != 0)[:, None], upd.shape))
+            mem.add("out", a, scale[:, None] * hc, wm)
     for (ids, _, gw, t), at_in in zip(ins, at_ins):  # dL/dh into every input row of the example
-        scale_in = -lr * (jnp.ones((block,), jnp.float32) if gw is None else gw)
+        scale_in = -lr * (jnp.ones_like(mask) if gw is None else gw)
         if cap > 0:
-            scale_in = scale_in / jnp.maximum(1.0, cnt_in_ref[ids].astype(jnp.float32) / cap)
+            scale_in = scale_in / jnp.maximum(1.0, cnt_in[ids].astype(jnp.float32) / cap)
         live = mask if t is None else mask * t
         for a, gc in zip(at_in, gin):
-            upd = scale_in[:, None] * gc
-            if interpret:
-                plt.atomic_add(emb_in, a, upd)
-            else:
-                plt.atomic_add(emb_in, a, upd,
-                               mask=jnp.broadcast_to((live != 0)[:, None], upd.shape))
-    loss_ref[rows] = loss
+            mem.add("in", a, scale_in[:, None] * gc, live)
+    return loss
+
+
+def _update_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, d, cap, interpret):
+    """Launch 2: the fused update of one block of examples (:func:`_update_body`)."""
+    lr_ref, in_refs, mask_ref = refs[0], refs[1:1 + n_in_refs], refs[1 + n_in_refs]
+    slot_refs = refs[2 + n_in_refs:2 + n_in_refs + n_slot_refs]
+    rest = refs[2 + n_in_refs + n_slot_refs:]
+    cnt_in_ref, cnt_out_ref = rest[:2] if cap > 0 else (None, None)
+    emb_in, emb_out, loss_ref = rest[-3:]  # outputs; emb_* alias the input tables (read through them)
+    rows = pl.ds(pl.program_id(0) * block, block)
+    loss_ref[rows] = _update_body(_Atomics(emb_in, emb_out, d, interpret), lr_ref[0], in_fn(*in_refs, rows),
+                                  mask_ref[rows], slots_fn(*slot_refs, rows), cnt_in_ref, cnt_out_ref, cap=cap)
 
 
 # -- the update of one micro-batch --------------------------------------------------------------
@@ -217,9 +263,10 @@ def _inputs(inp, ctx_mask, cbow_mean, exact_grad):
 
 
 def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap, counts, *, block,
-                     interpret, num_warps, count_mode, ctx_mask=None, cbow_mean=True, exact_grad=False):
+                     interpret, num_warps, count_mode, ctx_mask=None, cbow_mean=True, exact_grad=False,
+                     emulate=False):
     b = inp.shape[0]
-    if b % block:
+    if b % block and not emulate:
         raise ValueError(f"the micro-batch ({b} examples) must be a multiple of block={block}")
     d = emb_in.shape[1]
     if emb_out.shape[1] != d:
@@ -236,6 +283,8 @@ def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap,
     cap = float(cap)
     if cap > 0 and counts is None:
         counts = count_buffers(emb_in.shape[0], emb_out.shape[0], count_mode)
+    if emulate:
+        return _emulate(emb_in, emb_out, in_arrays, in_fn, mask, slot_arrays, slots_fn, lr[0], cap, counts)
     if cap > 0 and count_mode == "kernel" and any(c.dtype != jnp.float32 for c in counts):
         raise ValueError("count_mode='kernel' counts in float32 buffers (count_buffers): jax 0.10.2's Triton "
                          "lowering adds an int32 tensor with a float atomic")
@@ -286,30 +335,47 @@ def count_buffers(rows_in: int, rows_out: int, count_mode: str = "kernel"):
     return jnp.zeros((rows_in,), dt), jnp.zeros((rows_out,), dt)
 
 
+class _Ref:
+    """An array indexed as the slot functions index refs (outside a kernel)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __getitem__(self, i):
+        return self.a[i]
+
+
 def _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, counts, reset=False):
     """The touch counts with XLA's int32 scatter-add (``counts="xla"``), or their reset."""
-    class _R:  # the slot functions index refs; give them arrays
-        def __init__(self, a):
-            self.a = a
-
-        def __getitem__(self, i):
-            return self.a[i]
     cnt_in, cnt_out = counts
-    ins = in_fn(*map(_R, in_arrays), slice(None))
-    slots = slots_fn(*map(_R, slot_arrays), slice(None))
+    ins = in_fn(*map(_Ref, in_arrays), slice(None))
+    slots = slots_fn(*map(_Ref, slot_arrays), slice(None))
     ids_in = jnp.concatenate([i for i, _, _, _ in ins])  # one scatter per table, not one per slot
-    ids = jnp.concatenate([i for i, _, _ in slots])
+    ids = jnp.concatenate([i for i, _, _, _ in slots])
     if reset:
         return cnt_in.at[ids_in].set(0), cnt_out.at[ids].set(0)
     t_in = jnp.concatenate([mask if w is None else mask * w for _, _, _, w in ins])
-    t = jnp.concatenate([mask if w is None else mask * w for _, _, w in slots])
+    t = jnp.concatenate([mask if w is None else mask * w for _, _, _, w in slots])
     return cnt_in.at[ids_in].add(t_in.astype(cnt_in.dtype)), cnt_out.at[ids].add(t.astype(cnt_out.dtype))
+
+
+def _emulate(emb_in, emb_out, in_arrays, in_fn, mask, slot_arrays, slots_fn, lr, cap, counts):
+    """``emulate=True``: :func:`_update_body` over the whole micro-batch at once, in XLA, as if every
+    program ran in step with the others (the module docstring's "Emulations")."""
+    filled = _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, counts) if cap > 0 else (None, None)
+    mem = _Concurrent(emb_in, emb_out)
+    loss = _update_body(mem, lr, in_fn(*map(_Ref, in_arrays), slice(None)), mask,
+                        slots_fn(*map(_Ref, slot_arrays), slice(None)), *filled, cap=cap)
+    emb_in, emb_out = mem.arrays["in"], mem.arrays["out"]
+    if cap > 0:
+        counts = _xla_counts(in_arrays, in_fn, mask, slot_arrays, slots_fn, filled, reset=True)
+    return emb_in, emb_out, loss, counts
 
 
 def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, ctx_mask=None, cbow_mean: bool = True,
               exact_grad: bool = False, counts=None, block: int = DEFAULT_BLOCK,
               interpret: bool = False, num_warps: int = DEFAULT_WARPS, count_mode: str = "kernel",
-              return_counts: bool = False):
+              return_counts: bool = False, emulate: bool = False):
     """One negative-sampling update of a micro-batch of skip-gram (context, center) pairs or, with
     ``ctx_mask``, CBOW windows.
 
@@ -325,6 +391,8 @@ def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, ctx_mask=None, c
         here, an O(V) fill; a scan carries them, returned all-zero with ``return_counts``).
       block: examples per Triton program (``B % block == 0``); interpret: run on CPU.
       count_mode: ``"kernel"`` (Pallas f32 atomics, 3 launches) or ``"xla"`` (XLA scatter-adds).
+      emulate: no Pallas call: the same update as one XLA program in the order of programs that
+        run in step (the module docstring's "Emulations"); any platform, fast on CPU.
     Returns:
       ``(emb_in, emb_out, loss [B])``, plus the all-zero ``counts`` when ``return_counts``.
     """
@@ -332,14 +400,15 @@ def ns_update(emb_in, emb_out, inp, out, neg, mask, lr, cap, *, ctx_mask=None, c
     slots_fn = functools.partial(_ns_slots, negative=negative)
     r = _logistic_update(emb_in, emb_out, inp, mask, (out.astype(jnp.int32), neg.astype(jnp.int32)), slots_fn,
                          lr, cap, counts, block=block, interpret=interpret, num_warps=num_warps,
-                         count_mode=count_mode, ctx_mask=ctx_mask, cbow_mean=cbow_mean, exact_grad=exact_grad)
+                         count_mode=count_mode, ctx_mask=ctx_mask, cbow_mean=cbow_mean, exact_grad=exact_grad,
+                         emulate=emulate)
     return r if return_counts else r[:3]
 
 
 def hs_update(emb_in, emb_out, inp, out, mask, lr, cap, points, codes, path_mask, *, ctx_mask=None,
               cbow_mean: bool = True, exact_grad: bool = False, counts=None,
               block: int = DEFAULT_BLOCK, interpret: bool = False, num_warps: int = DEFAULT_WARPS,
-              count_mode: str = "kernel", return_counts: bool = False):
+              count_mode: str = "kernel", return_counts: bool = False, emulate: bool = False):
     """One hierarchical-softmax update (skip-gram pairs or CBOW windows): as :func:`ns_update`, the output slots the
     center's Huffman path (``points, codes, path_mask``: the ``[V, L]`` tables of
     :class:`w2vjax.objectives.Tables`; ``emb_out`` has the inner nodes' rows)."""
@@ -348,7 +417,7 @@ def hs_update(emb_in, emb_out, inp, out, mask, lr, cap, points, codes, path_mask
     arrays = (out.astype(jnp.int32), points.astype(jnp.int32), codes.astype(jnp.int32), path_mask.astype(jnp.int32))
     r = _logistic_update(emb_in, emb_out, inp, mask, arrays, slots_fn, lr, cap, counts, block=block,
                          interpret=interpret, num_warps=num_warps, count_mode=count_mode, ctx_mask=ctx_mask,
-                         cbow_mean=cbow_mean, exact_grad=exact_grad)
+                         cbow_mean=cbow_mean, exact_grad=exact_grad, emulate=emulate)
     return r if return_counts else r[:3]
 
 
@@ -399,7 +468,7 @@ def reference_update(emb_in, emb_out, inp, out_ids, sign, weight, mask, lr, cap,
     return emb_in.astype(np.float32), emb_out.astype(np.float32), loss.astype(np.float32)
 
 
-def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int = 1,
+def make_run(cfg, tables, schedule, *, interpret: bool = False, emulate: bool = False, data_shards: int = 1,
              block: Optional[int] = None):
     """The ``pallas`` engine's call: ``(params, opt_state, step, key, batch) -> (params, opt_state,
     step, metrics)``, :func:`ns_update` / :func:`hs_update` scanned over the micro-steps, the
@@ -421,7 +490,7 @@ def make_run(cfg, tables, schedule, *, interpret: bool = False, data_shards: int
     def micro(carry, xs):
         emb_in, emb_out, counts = carry
         mb, lr = xs
-        kw = dict(counts=counts, block=block, interpret=interpret, return_counts=True,
+        kw = dict(counts=counts, block=block, interpret=interpret, emulate=emulate, return_counts=True,
                   ctx_mask=mb.inp_mask if cbow else None, cbow_mean=m.cbow_mean, exact_grad=m.cbow_exact_grad)
         if m.loss == "ns":
             emb_in, emb_out, loss, counts = ns_update(emb_in, emb_out, mb.inp, mb.out, mb.neg, mb.mask, lr,
