@@ -153,6 +153,62 @@ def rows_touched_bytes_per_raw_word(cfg, vocab, keep_rate: float) -> float:
     return keep_rate * rows * d * 4 * 2
 
 
+ACCESS_PRIMITIVES = {"get": 1, "load": 1, "masked_load": 1, "swap": 1, "masked_swap": 1, "atomic_rmw": 2}
+
+
+def pallas_access_bytes(jaxpr, table_sizes) -> list[dict]:
+    """The memory accesses the step's Pallas kernels issue, from their jaxprs (XLA sees a
+    ``pallas_call`` as one opaque custom call over its whole in-place tables): per ``pallas_call``
+    in ``jaxpr`` (a ClosedJaxpr of the step), each program's loads and stores (their results'
+    bytes) and atomics (read and written: twice) times the programs of its grid; masked-off lanes
+    included, so an upper bound.  ``table_sizes``: element counts of the flat tables, whose
+    accesses are also given apart.  A kernel under a ``scan`` is listed once (per micro-step)."""
+    import math
+
+    from jax._src import core
+
+    def subs(eqn):
+        for v in eqn.params.values():
+            for x in (v if isinstance(v, (tuple, list)) else (v,)):
+                if isinstance(x, core.ClosedJaxpr):
+                    yield x.jaxpr
+                elif isinstance(x, core.Jaxpr):
+                    yield x
+
+    def accesses(kj, refs):
+        total = tables = 0
+        for e in kj.eqns:
+            if e.primitive.name in ACCESS_PRIMITIVES:
+                a = e.outvars[0].aval
+                b = math.prod(a.shape) * a.dtype.itemsize * ACCESS_PRIMITIVES[e.primitive.name]
+                total += b
+                ref = refs.get(e.invars[0])
+                if ref is not None and math.prod(ref.shape) in table_sizes:
+                    tables += b
+            for sub in subs(e):  # a nested jaxpr sees the refs it is passed under its own names
+                inner = {iv: refs.get(ov) for iv, ov in zip(sub.invars, e.invars)}
+                t, tb = accesses(sub, {k: v for k, v in inner.items() if v is not None})
+                total, tables = total + t, tables + tb
+        return total, tables
+
+    out = []
+
+    def walk(j):
+        for e in j.eqns:
+            if e.primitive.name == "pallas_call":
+                kj = e.params["jaxpr"]
+                programs = math.prod(e.params["grid_mapping"].grid)
+                refs = {v: v.aval.inner_aval for v in kj.invars if hasattr(v.aval, "inner_aval")}
+                total, tables = accesses(kj, refs)
+                out.append({"name": str(e.params.get("name", "pallas_call")), "programs": programs,
+                            "bytes_per_program": total, "bytes": total * programs, "table_bytes": tables * programs})
+                continue
+            for sub in subs(e):
+                walk(sub)
+    walk(jaxpr.jaxpr)
+    return out
+
+
 def git_commit() -> dict:
     def run(*a):
         try:
@@ -208,8 +264,10 @@ def _dump_module(dump: str, name_part: str = "train_step") -> str | None:
     return cands[-1][: -len(".before_optimizations.txt")]
 
 
-def count(hlo_text: str, info: dict, steps: int, dump: str | None, platform: str) -> dict:
-    """The per-micro-step figures from the optimised HLO and, on GPU, the dump."""
+def count(hlo_text: str, info: dict, steps: int, dump: str | None, platform: str, pallas=()) -> dict:
+    """The per-micro-step figures from the optimised HLO and, on GPU, the dump; ``pallas``: the
+    Pallas kernels' accesses (:func:`pallas_access_bytes`), which replace the HLO rule's figure
+    for their custom calls (each counted there as its whole in-place tables)."""
     sys.path.insert(0, HERE)
     import hlo_counts as hc
 
@@ -218,6 +276,10 @@ def count(hlo_text: str, info: dict, steps: int, dump: str | None, platform: str
     tables = [tuple(s) for s in info["table_shapes"].values()]
     ops = hc.loop_ops(comps, loop, tables, [(v,) for v in info["vector_shapes"]])
     raw = info["raw_words_per_micro_step"]
+    moved = ops["bytes"]
+    if pallas:
+        moved += sum(k["bytes"] for k in pallas) - sum(k["bytes"] * k["times"] for k in ops["kernels"]
+                                                       if k["op"] == "custom-call" and "pallas_call" in k["name"])
     per = {
         "kernels": len(ops["kernels"]),  # replaced by the thunk sequence's count on GPU (below)
         "kernels_hlo": len(ops["kernels"]),
@@ -233,9 +295,9 @@ def count(hlo_text: str, info: dict, steps: int, dump: str | None, platform: str
                                                                            / len(tables)), 2),
         "unfused_small_ops": ops["unfused_small_ops"],
         "collective_bytes": {"total": sum(ops["collective_bytes"].values()), **ops["collective_bytes"]},
-        "bytes_per_raw_word": round(ops["bytes"] / raw, 1),
+        "bytes_per_raw_word": round(moved / raw, 1),
         "bytes_per_raw_word_all_operands": round(ops["all_operand_bytes"] / raw, 1),
-        "bytes_per_micro_step": ops["bytes"],
+        "bytes_per_micro_step": moved,
         "raw_words_per_micro_step": raw,
         "sorts": [{"name": k["name"], "shape": k["shape"]} for k in ops["kernels"]
                   if k["op"] == "sort" or "sort" in k["fused_ops"]],
@@ -243,6 +305,9 @@ def count(hlo_text: str, info: dict, steps: int, dump: str | None, platform: str
     details = {"loop": loop.name, "loop_trip_count": hc.trip_count(loop),
                "kernels": ops["kernels"], "copies": ops["copies"], "collectives": ops["collectives"],
                "nested_loops_with_unknown_trip_count": ops["unknown_trip_loops"]}
+    if pallas:
+        per["bytes_per_raw_word_hlo_rule"] = round(ops["bytes"] / raw, 1)
+        details["pallas_kernels"] = list(pallas)
     per["cas_loops"] = per["native_atomics"] = None
     if platform == "cuda" and dump:
         mod = _dump_module(dump)
@@ -325,7 +390,11 @@ def child(args) -> int:
     with open(os.path.join(args.out, "compiled.hlo.txt"), "w") as f:
         f.write(hlo)
     dump = None if args.no_dump else os.path.join(args.out, "dump")
-    counts = count(hlo, info, cfg.train.steps_per_call, dump, platform)
+    pallas = ()
+    if info["engine"].startswith("engine pallas"):
+        tables = {a * b for a, b in info["table_shapes"].values()}
+        pallas = pallas_access_bytes(step.trace(*abstract).jaxpr, tables)
+    counts = count(hlo, info, cfg.train.steps_per_call, dump, platform, pallas)
     extra = {}
     try:
         ma = compiled.memory_analysis()
@@ -362,7 +431,11 @@ def child(args) -> int:
                       "bytes_per_raw_word_all_operands counts every operand and result once, whole (each "
                       "scattered table in full; a table gathered from counted once, even when more rows "
                       "are gathered than it holds, so it can be the lower figure). Caches, re-reads inside a kernel and "
-                      "atomics' retries are not seen. rows_touched_bytes_per_raw_word: the table rows a raw "
+                      "atomics' retries are not seen. A Pallas kernel (one custom call to XLA) counts "
+                      "instead the loads, stores and atomics (twice: read and written) of its jaxpr, per "
+                      "program, times its grid, masked-off lanes included (details.pallas_kernels; "
+                      "bytes_per_raw_word_hlo_rule: the HLO rule's figure, its whole tables). "
+                      "rows_touched_bytes_per_raw_word: the table rows a raw "
                       "word touches, read and written once each."),
         "rules": __import__("hlo_counts").__doc__,
         **extra,

@@ -252,6 +252,28 @@ def test_build_step_compiles_the_trainers_step_on_cpu(head_corpus, tmp_path):
     assert per["raw_words_per_micro_step"] == info["token_rows"] * info["row_tokens"]
 
 
+def test_pallas_kernels_count_their_programs_accesses():
+    """pallas_access_bytes on an interpret-mode skip-gram/NS call: per program of 4 pairs, D = 12
+    (chunks 8 + 4), K = 3: h read (4 x 12 floats), the 4 output slots' rows read and added (the add
+    counted read and written), the input rows added; times 2 programs, as the hand count says."""
+    import jax
+    import jax.numpy as jnp
+    import accelerator_compile as ac
+    from w2vjax.engines import pallas_gpu as pg
+
+    v, d, b = 50, 12, 8
+    f = lambda ei, eo, inp, out, neg, mask: pg.ns_update(ei, eo, inp, out, neg, mask, 0.1, 2.0,  # noqa: E731
+                                                         block=4, interpret=True)
+    i32 = lambda *s: jnp.zeros(s, jnp.int32)  # noqa: E731
+    j = jax.make_jaxpr(f)(jnp.zeros((v, d)), jnp.zeros((v, d)), i32(b), i32(b), i32(b, 3), jnp.ones(b))
+    got = {k["name"]: k for k in ac.pallas_access_bytes(j, {v * d})}
+    assert sorted(got) == ["w2v_fused_update", "w2v_touch_count", "w2v_touch_reset"]
+    up = got["w2v_fused_update"]
+    floats = 4 * d + 4 * 4 * d + 2 * 4 * 4 * d + 2 * 4 * d  # per program: h, out rows read, out adds, in adds
+    assert up["programs"] == 2 and up["table_bytes"] == 2 * 4 * floats
+    assert up["bytes"] > up["table_bytes"] and got["w2v_touch_count"]["table_bytes"] == 0
+
+
 def _compile_site():
     """A place jax-cuda12-plugin can be imported from: installed, or ``$W2VJAX_COMPILE_SITE``."""
     if importlib.util.find_spec("jax_cuda12_plugin") is not None:
