@@ -154,6 +154,8 @@ def rows_touched_bytes_per_raw_word(cfg, vocab, keep_rate: float) -> float:
 
 
 ACCESS_PRIMITIVES = {"get": 1, "load": 1, "masked_load": 1, "swap": 1, "masked_swap": 1, "atomic_rmw": 2}
+# where a masked access's mask sits among its operands (``args_tree``): lanes it masks off move nothing
+MASK_AT = {"masked_load": 2, "masked_swap": 3, "atomic_rmw": 3}
 
 
 def pallas_access_bytes(jaxpr, table_sizes) -> list[dict]:
@@ -161,8 +163,10 @@ def pallas_access_bytes(jaxpr, table_sizes) -> list[dict]:
     ``pallas_call`` as one opaque custom call over its whole in-place tables): per ``pallas_call``
     in ``jaxpr`` (a ClosedJaxpr of the step), each program's loads and stores (their results'
     bytes) and atomics (read and written: twice) times the programs of its grid; masked-off lanes
-    included, so an upper bound.  ``table_sizes``: element counts of the flat tables, whose
-    accesses are also given apart.  A kernel under a ``scan`` is listed once (per micro-step)."""
+    included, so an upper bound (``masked_bytes``: the part under a mask, which dead lanes skip).
+    ``table_sizes``: element counts of the flat tables, whose accesses are also given apart.  A
+    kernel under a ``scan`` is listed once (per micro-step)."""
+    import jax
     import math
 
     from jax._src import core
@@ -175,21 +179,29 @@ def pallas_access_bytes(jaxpr, table_sizes) -> list[dict]:
                 elif isinstance(x, core.Jaxpr):
                     yield x
 
+    def masked(e):
+        at = MASK_AT.get(e.primitive.name)
+        if at is None or "args_tree" not in e.params:
+            return False
+        args = jax.tree.unflatten(e.params["args_tree"], e.invars)
+        return len(args) > at and args[at] is not None
+
     def accesses(kj, refs):
-        total = tables = 0
+        got = {"bytes": 0, "table_bytes": 0, "masked_bytes": 0}
         for e in kj.eqns:
             if e.primitive.name in ACCESS_PRIMITIVES:
                 a = e.outvars[0].aval
                 b = math.prod(a.shape) * a.dtype.itemsize * ACCESS_PRIMITIVES[e.primitive.name]
-                total += b
+                got["bytes"] += b
+                got["masked_bytes"] += b if masked(e) else 0
                 ref = refs.get(e.invars[0])
                 if ref is not None and math.prod(ref.shape) in table_sizes:
-                    tables += b
+                    got["table_bytes"] += b
             for sub in subs(e):  # a nested jaxpr sees the refs it is passed under its own names
                 inner = {iv: refs.get(ov) for iv, ov in zip(sub.invars, e.invars)}
-                t, tb = accesses(sub, {k: v for k, v in inner.items() if v is not None})
-                total, tables = total + t, tables + tb
-        return total, tables
+                for k, v in accesses(sub, {k: v for k, v in inner.items() if v is not None}).items():
+                    got[k] += v
+        return got
 
     out = []
 
@@ -199,9 +211,9 @@ def pallas_access_bytes(jaxpr, table_sizes) -> list[dict]:
                 kj = e.params["jaxpr"]
                 programs = math.prod(e.params["grid_mapping"].grid)
                 refs = {v: v.aval.inner_aval for v in kj.invars if hasattr(v.aval, "inner_aval")}
-                total, tables = accesses(kj, refs)
+                got = accesses(kj, refs)
                 out.append({"name": str(e.params.get("name", "pallas_call")), "programs": programs,
-                            "bytes_per_program": total, "bytes": total * programs, "table_bytes": tables * programs})
+                            "bytes_per_program": got["bytes"], **{k: v * programs for k, v in got.items()}})
                 continue
             for sub in subs(e):
                 walk(sub)

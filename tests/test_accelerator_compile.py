@@ -272,6 +272,11 @@ def test_pallas_kernels_count_their_programs_accesses():
     floats = 4 * d + 4 * 4 * d + 2 * 4 * 4 * d + 2 * 4 * d  # per program: h, out rows read, out adds, in adds
     assert up["programs"] == 2 and up["table_bytes"] == 2 * 4 * floats
     assert up["bytes"] > up["table_bytes"] and got["w2v_touch_count"]["table_bytes"] == 0
+    assert up["masked_bytes"] == 2 * 4 * (4 * d + 4 * 4 * d)  # interpret mode: the loads; its atomics take no mask
+    gpu = jax.make_jaxpr(lambda *a: pg.ns_update(*a, 0.1, 2.0, block=4))(
+        jnp.zeros((v, d)), jnp.zeros((v, d)), i32(b), i32(b), i32(b, 3), jnp.ones(b))
+    up = {k["name"]: k for k in ac.pallas_access_bytes(gpu, {v * d})}["w2v_fused_update"]
+    assert up["table_bytes"] == 2 * 4 * floats and up["masked_bytes"] == up["table_bytes"]  # every row access
 
 
 def _compile_site():

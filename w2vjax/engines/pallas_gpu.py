@@ -38,7 +38,8 @@ micro-batch fit in one wave of an H200's 132 SMs and run side by side, near the 
 :func:`reference_update` with ``block = B`` is the concurrent order in NumPy (the tests' check).
 
 Column chunks: Triton tensors have power-of-two shapes, so a row of ``D`` floats is handled as
-the binary decomposition of ``D`` (100 = 64 + 32 + 4), no masked loads.  The kernel sees the
+the binary decomposition of ``D`` (100 = 64 + 32 + 4); a chunk's loads and atomics are masked by
+the slot's liveness, not by the columns.  The kernel sees the
 tables as flat ``[V * D]`` views (a bitcast) and indexes them with int32 element offsets
 ``row * D + column``: the one indexing both Triton and interpret mode's atomics take.
 
@@ -158,8 +159,9 @@ def _count_kernel(*refs, in_fn, n_in_refs, slots_fn, n_slot_refs, block, interpr
 
 class _Atomics:
     """The kernel's access to the tables, the aliased flat ``[V * D]`` refs indexed by int32 element
-    offsets ``row * D + column`` (``[block, n]`` per power-of-two column chunk): loads, and atomic
-    adds masked to the live slots (interpret mode takes no mask; a dead slot adds 0 anyway)."""
+    offsets ``row * D + column`` (``[block, n]`` per power-of-two column chunk): loads and atomic
+    adds masked to the live slots, so a dead slot moves no row (interpret mode's atomics take no
+    mask; a dead slot adds 0 anyway)."""
 
     def __init__(self, emb_in, emb_out, d, interpret):
         self.refs, self.d, self.interpret = {"in": emb_in, "out": emb_out}, d, interpret
@@ -169,8 +171,8 @@ class _Atomics:
         start, n = chunk
         return ids[:, None] * self.d + start + jnp.arange(n, dtype=jnp.int32)[None, :]
 
-    def load(self, table, at):
-        return self.refs[table][at]
+    def load(self, table, at, live):
+        return plt.load(self.refs[table].at[at], mask=jnp.broadcast_to((live != 0)[:, None], at.shape), other=0.0)
 
     def add(self, table, at, upd, live):
         if self.interpret:
@@ -190,7 +192,7 @@ class _Concurrent:
     def at(self, ids, chunk):
         return ids
 
-    def load(self, table, at):
+    def load(self, table, at, live):  # a dead slot's row weighs 0: loading it changes nothing
         return self.arrays[table][at]
 
     def add(self, table, at, upd, live):
@@ -203,9 +205,9 @@ def _update_body(mem, lr, ins, mask, slots, cnt_in, cnt_out, *, cap):
     through ``mem`` (:class:`_Atomics` in the kernel, :class:`_Concurrent` in the emulation).
     Returns the examples' losses."""
     at_ins, h = [], None  # h: [block, n] per column chunk, kept for the whole block
-    for ids, hw, _, _ in ins:
+    for ids, hw, _, t in ins:
         at_in = [mem.at(ids, c) for c in mem.chunks]
-        v = [mem.load("in", a) for a in at_in]
+        v = [mem.load("in", a, mask if t is None else mask * t) for a in at_in]
         if hw is not None:
             v = [hw[:, None] * x for x in v]
         h = v if h is None else [x + y for x, y in zip(h, v)]
@@ -214,9 +216,9 @@ def _update_body(mem, lr, ins, mask, slots, cnt_in, cnt_out, *, cap):
     loss = jnp.zeros_like(mask)
     for ids, sign, w, _ in slots:
         at_out = [mem.at(ids, c) for c in mem.chunks]
-        o = [mem.load("out", a) for a in at_out]
-        logit = sum(jnp.sum(hc * oc, axis=1) for hc, oc in zip(h, o))
         wm = mask if w is None else mask * w
+        o = [mem.load("out", a, wm) for a in at_out]
+        logit = sum(jnp.sum(hc * oc, axis=1) for hc, oc in zip(h, o))
         loss = loss - wm * _log_sigmoid(sign * logit)
         g = (_sigmoid(sign * logit) - 1.0) * sign * wm  # dL/dlogit
         scale = -lr * g
