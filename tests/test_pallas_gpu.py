@@ -252,16 +252,24 @@ def test_cbow_rows_repeated_across_programs_follow_the_sequential_emulation():
     out, neg = oid[:, 0], oid[:, 1:]
     mask = np.ones(inp.shape[0], np.float32)
     lr = 0.5
-    for cap in (2.0, 0.0):
-        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
-                                  jnp.asarray(out, jnp.int32), jnp.asarray(neg, jnp.int32), jnp.asarray(mask), lr,
-                                  cap, ctx_mask=jnp.asarray(ctx), block=BLOCK, interpret=True)
-        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, BLOCK, ctx_mask=ctx)
-        np.testing.assert_allclose(np.asarray(a), ra, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(o), ro, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
+    a = _ns_against_reference(ei, eo, inp, out, neg, mask, lr, (2.0, 0.0), BLOCK, ctx, block=BLOCK, interpret=True)
     capped = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 2.0, BLOCK, ctx_mask=ctx)[0]
-    assert np.abs(capped - np.asarray(a)).max() > 1e-3
+    assert np.abs(capped - a).max() > 1e-3
+
+
+def _ns_against_reference(ei, eo, inp, out, neg, mask, lr, caps, ref_block, ctx=None, atol=1e-5, **kw):
+    """ns_update(**kw) equals reference_update with programs of ``ref_block`` examples at each cap;
+    returns the last input table."""
+    for cap in caps:
+        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp, jnp.int32),
+                                  jnp.asarray(out, jnp.int32), jnp.asarray(neg, jnp.int32),
+                                  jnp.asarray(mask, jnp.float32), lr, cap,
+                                  ctx_mask=None if ctx is None else jnp.asarray(ctx), **kw)
+        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, ref_block, ctx_mask=ctx)
+        np.testing.assert_allclose(np.asarray(a), ra, atol=atol)
+        np.testing.assert_allclose(np.asarray(o), ro, atol=atol)
+        np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
+    return np.asarray(a)
 
 
 def test_a_noise_word_equal_to_its_center_counts_as_a_touch_as_in_the_xla_engine():
@@ -332,14 +340,7 @@ def test_with_repeated_rows_the_emulation_is_every_program_in_step(cbow):
     mask[2] = 0.0
     inp, ctx = (rng.integers(0, 16, size=(b, C)), (rng.random((b, C)) < 0.75).astype(np.float32)) if cbow else \
         (rng.integers(0, 16, size=b), None)
-    kw = {"ctx_mask": jnp.asarray(ctx)} if cbow else {}
     lr = 0.5
-    for cap in (3.0, 0.0):
-        a, o, loss = pg.ns_update(jnp.asarray(ei), jnp.asarray(eo), jnp.asarray(inp), jnp.asarray(out),
-                                  jnp.asarray(neg), jnp.asarray(mask), lr, cap, emulate=True, **kw)
-        ra, ro, rl = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, cap, b, ctx_mask=ctx)
-        np.testing.assert_allclose(np.asarray(a), ra, atol=1e-4)
-        np.testing.assert_allclose(np.asarray(o), ro, atol=1e-4)
-        np.testing.assert_allclose(np.asarray(loss), rl, atol=1e-5)
+    a = _ns_against_reference(ei, eo, inp, out, neg, mask, lr, (3.0, 0.0), b, ctx, atol=1e-4, emulate=True)
     seq = pg.reference_update(ei, eo, inp, *_ns_ref_args(out, neg), mask, lr, 0.0, BLOCK, ctx_mask=ctx)[0]
-    assert np.abs(seq - np.asarray(a)).max() > 1e-3
+    assert np.abs(seq - a).max() > 1e-3
