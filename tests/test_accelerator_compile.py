@@ -307,3 +307,20 @@ def test_benchmark_compiles_for_an_h200(head_corpus, tmp_path):
     assert per["kernels"] > 0 and per["kernels_hlo"] >= per["kernels"]
     assert per["cas_loops"] == 0 and per["native_atomics"]  # flushed denormals: native f32 atomics
     assert (out / "compiled.hlo.txt").exists() and list((out / "dump").glob("*.ptx"))
+
+
+def test_roofline_floor_sums_each_kernels_launch_or_bytes():
+    """roofline.floor: each kernel takes the longer of its assumed least time and its bytes over
+    the bandwidth; a kernel only in the HLO is no launch; a Pallas custom call takes its jaxpr's bytes."""
+    import roofline
+    rep = {"per_micro_step": {"raw_words_per_micro_step": 1000}, "rows_touched_bytes_per_raw_word": 10_000.0,
+           "details": {"kernels": [{"name": "a", "op": "fusion", "bytes": 10_000_000, "times": 1},
+                                   {"name": "b.1", "op": "fusion", "bytes": 8, "times": 2},
+                                   {"name": "c", "op": "fusion", "bytes": 8, "times": 1},
+                                   {"name": "pallas_call.0", "op": "custom-call", "bytes": 10 ** 12, "times": 1}],
+                       "kernels_only_in_hlo": ["c"],
+                       "pallas_kernels": [{"name": "w2v_fused_update", "bytes": 5_000_000, "masked_bytes": 4_000_000}]}}
+    f = roofline.floor(rep, 2.0, 1e12)  # a: 10 us, b twice: 2 us each, the Pallas call 5 us
+    assert f["kernels"] == 4 and abs(f["micro_step_us"] - 19.0) < 1e-9 and abs(f["raw_words_per_s"] - 1000 / 19e-6) < 1
+    live = roofline.floor(rep, 2.0, 1e12, live=True)  # 1 MB unmasked + 1.5 x 10 kB x 1000 words
+    assert abs(live["micro_step_us"] - (10 + 4 + 16)) < 1e-9
