@@ -39,12 +39,12 @@ def bandwidth_of(report: dict, given: float | None) -> float:
 
 
 def kernel_bytes(report: dict) -> list[int]:
-    """The bytes of each kernel a micro-step launches (once per launch)."""
+    """The bytes of each kernel and copy a micro-step launches (once per launch)."""
     d = report["details"]
     skip = set(d.get("kernels_only_in_hlo", ()))
     pallas = [k["bytes"] for k in d.get("pallas_kernels", ())]
     out = []
-    for k in d["kernels"]:
+    for k in d["kernels"] + d.get("copies", []):  # a copy is a launch too (a whole table's, say)
         if k["name"] in skip or re.sub(r"[.-]", "_", k["name"]) in skip:
             continue
         b = k["bytes"]
