@@ -15,7 +15,7 @@
 # Per run: `w2vjax train` for EPOCHS (default 1) with evaluation, the engine engines.choose picks
 # at the default batch (the XLA engine with device windows), for skip-gram/NS, CBOW/NS and
 # skip-gram/HS, each without and with XLA_FLAGS=--xla_gpu_ftz=true, then skip-gram/NS, CBOW/NS and
-# skip-gram/HS with --pallas.  Each run's line (raw words/s of the training loop, whole-process seconds, analogy,
+# skip-gram/HS with --pallas, and skip-gram/NS at batch 16384 with both engines.  Each run's line (raw words/s of the training loop, whole-process seconds, analogy,
 # WS-353, SimLex) is appended to OUTDIR/runs.md as soon as it ends, so a run cut short still
 # leaves what it finished; OUTDIR/devices.txt says what ran, on what, at which commit.
 # RUNS="sg-ns cbow-ns" picks runs; EXTRA adds train flags (e.g. "--max-vocab 5000" for a CPU check).
@@ -55,9 +55,13 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {s['engine']} | {batch
 PY
     tail -n 1 "$dest/runs.md"
 }
-for r in ${RUNS:-sg-ns cbow-ns sg-hs sg-ns-ftz cbow-ns-ftz sg-hs-ftz sg-ns-pallas cbow-ns-pallas sg-hs-pallas}; do
+# most telling first (a run cut short keeps what ended): the default, the fused kernel, and at 16384
+# pairs, where benchmarks/roofline.py puts the fused kernel above 50 M raw words/s
+for r in ${RUNS:-sg-ns sg-ns-pallas sg-ns-16k sg-ns-pallas-16k cbow-ns sg-hs sg-ns-ftz cbow-ns-ftz sg-hs-ftz cbow-ns-pallas sg-hs-pallas}; do
     case $r in
         sg-ns) one $r "" --model skipgram --loss ns ;;
+        sg-ns-16k) one $r "" --model skipgram --loss ns --batch-size 16384 ;;
+        sg-ns-pallas-16k) one $r "" --model skipgram --loss ns --pallas --batch-size 16384 ;;
         cbow-ns) one $r "" --model cbow --loss ns ;;
         sg-hs) one $r "" --model skipgram --loss hs ;;
         sg-ns-ftz) one $r "--xla_gpu_ftz=true" --model skipgram --loss ns ;;

@@ -33,8 +33,9 @@ in NumPy) -- the freshest reads, as if the programs never overlapped.  *Concurre
 (``emulate=True``, the one XLA program ``--pallas`` runs on CPU): the same body over the whole
 micro-batch at once, i.e. every program in step with the others -- slot ``j``'s output rows read
 after every program's adds of slots ``< j`` and before any of slot ``j``'s, the input rows read
-first and added last, repeated rows' adds summed.  On a GPU the 128 programs of a 4096-pair
-micro-batch fit in one wave of an H200's 132 SMs and run side by side, near the concurrent end;
+first and added last, repeated rows' adds summed.  On a GPU the 189 programs of a 4096-pair
+micro-batch (6,048 slots of 32) are all resident at once on an H200's 132 SMs if two fit on an SM
+(their registers decide), so they run side by side, near the concurrent end;
 :func:`reference_update` with ``block = B`` is the concurrent order in NumPy (the tests' check).
 
 Column chunks: Triton tensors have power-of-two shapes, so a row of ``D`` floats is handled as
