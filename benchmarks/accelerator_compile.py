@@ -126,7 +126,7 @@ def build_step(config, data, devices):
     batch, _, _ = next(streamer(position))  # one call's token rows: their shapes and dtypes
     batch = jax.tree.map(sds, batch, layout.batch_specs(batch))
     per_dev = layout.size if layout.shard_tables else 1
-    info = {"cfg": cfg, "engine": engine.describe(), "token_rows": spec.rows, "row_tokens": spec.row_tokens,
+    info = {"cfg": cfg, "engine": engine.describe(), "engine_name": engine.name, "token_rows": spec.rows, "row_tokens": spec.row_tokens,
             "raw_words_per_micro_step": spec.rows * spec.row_tokens,
             "keep_rate": vocab.keep_rate(cfg.data.sample),
             "table_shapes": {k: [layout.padded[k] // per_dev, cfg.model.dim] for k in rows},
@@ -403,7 +403,7 @@ def child(args) -> int:
         f.write(hlo)
     dump = None if args.no_dump else os.path.join(args.out, "dump")
     pallas = ()
-    if info["engine"].startswith("engine pallas"):
+    if info.pop("engine_name") == "pallas":
         tables = {a * b for a, b in info["table_shapes"].values()}
         pallas = pallas_access_bytes(step.trace(*abstract).jaxpr, tables)
     counts = count(hlo, info, cfg.train.steps_per_call, dump, platform, pallas)

@@ -38,35 +38,29 @@ def bandwidth_of(report: dict, given: float | None) -> float:
     raise SystemExit(f"no memory bandwidth for {report.get('target')}: give --bandwidth BYTES_PER_S")
 
 
-def kernel_bytes(report: dict) -> list[int]:
-    """The bytes of each kernel and copy a micro-step launches (once per launch)."""
+def kernel_bytes(report: dict, live: bool = False) -> list[int]:
+    """The bytes of each kernel and copy a micro-step launches (once per launch); ``live``: a Pallas
+    report's fused update with its masked accesses replaced by the kernel's design for live lanes
+    (each row read once and added once: 1.5x the rows touched)."""
     d = report["details"]
     skip = set(d.get("kernels_only_in_hlo", ()))
-    pallas = [k["bytes"] for k in d.get("pallas_kernels", ())]
+    pallas = list(d.get("pallas_kernels", ()))
+    per = report["per_micro_step"]
+    live_rows = int(1.5 * report.get("rows_touched_bytes_per_raw_word", 0) * per["raw_words_per_micro_step"])
     out = []
     for k in d["kernels"] + d.get("copies", []):  # a copy is a launch too (a whole table's, say)
         if k["name"] in skip or re.sub(r"[.-]", "_", k["name"]) in skip:
             continue
         b = k["bytes"]
         if k["op"] == "custom-call" and "pallas_call" in k["name"] and pallas:
-            b = pallas.pop(0)
+            p = pallas.pop(0)
+            b = p["bytes"] - p["masked_bytes"] + live_rows if live and "update" in p["name"] else p["bytes"]
         out += [b] * int(k.get("times", 1))
     return out
 
 
-def live_lanes(report: dict, ks: list[int]) -> list[int]:
-    """A Pallas report's kernel bytes with its fused update's masked accesses replaced by the
-    kernel's design for live lanes (each row read once and added once: 1.5x the rows touched)."""
-    d = report["details"]
-    up = next(k for k in d["pallas_kernels"] if "update" in k["name"])
-    live = 1.5 * report["rows_touched_bytes_per_raw_word"] * report["per_micro_step"]["raw_words_per_micro_step"]
-    return [b - up["masked_bytes"] + int(live) if b == up["bytes"] else b for b in ks]
-
-
 def floor(report: dict, kernel_us: float, bandwidth: float, live: bool = False) -> dict:
-    ks = kernel_bytes(report)
-    if live:
-        ks = live_lanes(report, ks)
+    ks = kernel_bytes(report, live)
     t = sum(max(kernel_us * 1e-6, b / bandwidth) for b in ks)
     raw = report["per_micro_step"]["raw_words_per_micro_step"]
     return {"kernels": len(ks), "bytes": sum(ks), "micro_step_us": t * 1e6, "raw_words_per_s": raw / t}
