@@ -295,3 +295,28 @@ def test_the_xla_and_mesh_engines_sort_scatter_ids_on_a_tpu_only():
     assert not engines.choose(make_config(model="skipgram"), "gpu")[1].sort_ids
     assert not engines.choose(make_config(model="skipgram", cpu_kernel=False), "cpu")[1].sort_ids
     assert engines.choose(make_config(model="skipgram"), "tpu", devices=4)[1].sort_ids  # the mesh engine too
+
+
+@pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("skipgram", "hs"), ("cbow", "ns")])
+def test_large_skipgram_micro_steps_make_the_input_update_behind_a_barrier(model, loss, monkeypatch):
+    """Above BARRIER_SLOTS pairs a skip-gram micro-step's input update sits behind an optimization
+    barrier (XLA:GPU otherwise copies both tables a micro-step there); CBOW never; either way the
+    tables come out bitwise the same."""
+    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=5, batch_size=7, steps_per_call=3)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    rng = np.random.default_rng(5)
+    mbs = [_batch(model, rng, 7, len(VOCAB), negative=5 if loss == "ns" else 0) for _ in range(3)]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
+    s0 = step_lib.init_state(cfg, len(VOCAB))
+    params = {"emb_in": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_in"].shape), jnp.float32),
+              "emb_out": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_out"].shape), jnp.float32)}
+    got, barriers, default = {}, {}, xla.BARRIER_SLOTS
+    for slots in (default, 6):  # the default, then a threshold these 7 pairs exceed
+        monkeypatch.setattr(xla, "BARRIER_SLOTS", slots)
+        fn = jax.jit(xla.make_run(cfg, tables, xla.make_schedule(cfg, 500)))
+        got[slots] = fn(params, s0.opt_state, s0.step, s0.key, batch)
+        barriers[slots] = "optimization_barrier" in fn.lower(params, s0.opt_state, s0.step, s0.key, batch).as_text()
+    assert barriers == {default: False, 6: model == "skipgram"}
+    for k in params:
+        assert not np.array_equal(got[6][0][k], params[k])
+        np.testing.assert_array_equal(got[6][0][k], got[default][0][k])

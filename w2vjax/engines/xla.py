@@ -184,6 +184,13 @@ SORTED_SCATTER_SLOTS = 8192
 # 7,296-slot input scatter unsorted staged the whole output table through on-chip memory every
 # micro-step, and with both sorted did not (benchmarks/results/accelerator_compile_after)
 MESH_SORTED_SCATTER_SLOTS = 0
+# a skip-gram micro-step of more pairs than this computes its input update behind an optimization
+# barrier, before either scatter: compiled for an H200 (jaxlib 0.10.2), from 32768 pairs (48,320 slots;
+# NS and HS alike) XLA:GPU otherwise scatters the output rows first and copies both whole tables every
+# micro-step to keep the old rows the input update reads; at 16384 (24,160) and below it does not, nor
+# does CBOW at 16384 windows, and there the barrier costs a kernel and up to a third more bytes
+# (benchmarks/results/accelerator_compile_after/README.md)
+BARRIER_SLOTS = 1 << 15
 
 
 def call_orders(cfg: Config, tables: objectives.Tables, batch: Examples, min_slots: Optional[int] = None,
@@ -281,6 +288,8 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         lr = rate(mb.words)
         sgd = optax.sgd(lr)  # the injected optimizer's inner transformation at this step's rate
         upd, _ = sgd.update(grads, sgd.init(grads))
+        if not cfg.windows and ids["in"].size > BARRIER_SLOTS:  # both tables' updates made before either scatter
+            upd = dict(upd, **{"in": jax.lax.optimization_barrier(upd["in"])})
         params = coll.apply(params, upd, ids, orders) if coll is not None else apply_updates(params, upd, ids, orders)
         stats = {"loss_sum": per.sum()}
         if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
