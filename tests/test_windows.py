@@ -125,6 +125,9 @@ def test_a_rows_examples_depend_only_on_its_number():
     other = _examples(tokens[1:2], starts[1:2], [12], tables, window=5, negative=5)
     assert not np.array_equal(other["mask"], alone["mask"])
     assert together["neg"].shape == (3 * n, 5) and together["neg"].max() < v
+    dead = np.asarray(together["mask"]) == 0  # padding slots name row 0: no random row read
+    assert dead.any() and (np.asarray(together["neg"])[dead] == 0).all()
+    assert len(np.unique(np.asarray(together["neg"])[~dead])) > v // 2
 
 
 def test_pairs_are_packed_to_the_front_of_fewer_slots(monkeypatch):

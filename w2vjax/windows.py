@@ -189,8 +189,9 @@ def device_examples(mb: TokenRows, key: jax.Array, tables: objectives.Tables, *,
             ex = {"inp": _to_front(ctx.reshape(-1), flat, p),
                   "out": _to_front(jnp.broadcast_to(ktok[:, None], ctx.shape).reshape(-1), flat, p),
                   "mask": _to_front(flat.astype(jnp.float32), flat, p)}
-        if negative:
-            ex["neg"] = objectives.sample_negatives(k_neg, tables, ex["out"].shape + (negative,))
+        if negative:  # a dead slot's noise words are row 0: no random row read for a slot that adds nothing
+            neg = objectives.sample_negatives(k_neg, tables, ex["out"].shape + (negative,))
+            ex["neg"] = jnp.where(ex["mask"][..., None] > 0, neg, 0)
         return ex
 
     ex = jax.vmap(one)(mb.tokens, mb.starts, mb.row)
