@@ -36,7 +36,7 @@ def test_an_explicit_batch_or_another_engine_keeps_the_batch():
     assert _choose(model="skipgram", loss="ns", cpu_kernel=False)[0].batch_size == 256
     assert _choose(model="skipgram", loss="hs", cpu_kernel=False)[0].batch_size == 256
     assert _choose(model="skipgram", loss="hs", steps_per_call=8)[0].train.steps_per_call == 8 * 256 // 32
-    assert _choose("gpu", model="skipgram", loss="ns")[0].batch_size == 4096
+    assert _choose("gpu", model="skipgram", loss="ns")[0].batch_size == 16384
 
 
 @pytest.mark.parametrize("settings,platform,devices,name,why", [
@@ -57,7 +57,8 @@ def test_every_other_run_gets_the_xla_update_and_says_why(settings, platform, de
 
 def test_accelerators_make_examples_on_the_device_with_16x_batches():
     cfg, e = _choose("gpu", model="skipgram")
-    assert e.device_windows and cfg.batch_size == 4096
+    assert e.device_windows and cfg.batch_size == 16384  # skip-gram/NS pairs on a GPU; a TPU keeps 4096
+    assert _choose("tpu", model="skipgram")[0].batch_size == 4096
     cfg, e = _choose("gpu", data_shards=2)  # several streams: the host makes the examples
     assert not e.device_windows
     assert _choose("gpu", batch_size=512)[0].batch_size == 512

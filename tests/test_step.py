@@ -209,7 +209,8 @@ def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
     np.testing.assert_allclose(caps, [16, 16, 16 * 16 ** (1 / 3), 64, 16 * 256 ** (1 / 3)])
     assert make_config(batch_size=16384, row_update_cap=16).row_cap == 16
     assert make_config(row_update_cap=0).row_cap == 0
-    assert make_config(model="skipgram").for_platform("gpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
+    assert make_config(model="skipgram").for_platform("tpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
+    assert make_config(model="skipgram").for_platform("gpu").row_cap == pytest.approx(64)
     # skip-gram center windows (48 on CPU, ~6 pairs each) scale from their own CPU batch
     shared = make_config(model="skipgram", shared_negatives=True)
     assert shared.row_cap == 16 and shared.for_platform("gpu").row_cap == pytest.approx(16 * 16 ** (1 / 3))
@@ -221,11 +222,14 @@ def test_default_row_cap_grows_with_the_batch_and_an_explicit_one_is_kept():
 def test_accelerators_default_to_16x_larger_batches():
     cfg = make_config(model="skipgram", loss="ns")
     assert cfg.for_platform("cpu").batch_size == 256
-    assert cfg.for_platform("gpu").batch_size == cfg.for_platform("tpu").batch_size == 4096
+    assert cfg.for_platform("tpu").batch_size == 4096
+    assert cfg.for_platform("gpu").batch_size == 16384  # skip-gram/NS pairs on a GPU: GPU_SKIPGRAM_NS_BATCH
+    for loss in ("hs", "nce", "sampled-softmax"):
+        assert make_config(model="skipgram", loss=loss).for_platform("gpu").batch_size == 4096
     assert make_config(shared_negatives=True, model="skipgram").for_platform("gpu").batch_size == 768
     assert make_config(batch_size=512).for_platform("gpu").batch_size == 512  # an explicit size is kept
     assert make_config(model="cbow").for_platform("gpu").batch_size == 1024  # CBOW: 4096 windows lost quality
-    assert cfg.for_platform("gpu").validate().identity()["train"]["batch_size"] == 4096
+    assert cfg.for_platform("gpu").validate().identity()["train"]["batch_size"] == 16384
 
 
 @pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])

@@ -21,6 +21,7 @@ LOSSES = ("ns", "hs", "softmax", "nce", "sampled-softmax")
 # The losses that draw k = --negative noise words from the unigram^exponent table.
 SAMPLED = ("ns", "nce", "sampled-softmax")
 ROW_CAP = 16.0  # the row-update cap at 256 examples per update (Config.row_cap)
+GPU_SKIPGRAM_NS_BATCH = 16384  # skip-gram/NS pairs per update on a GPU by default (Config.for_platform)
 # Settings since removed, and why: from_dict drops them from old config.json files, make_config says so.
 REMOVED_FIELDS = {"train": {
     "host_prep": "the host stream always draws the noise words (the XLA engine counts row touches on the device)",
@@ -98,7 +99,7 @@ class TrainConfig:
     batch_size: Optional[int] = setting(
         None, "examples per update",
         default_help="256 on CPU (negative sampling on the CPU kernel: 1, with 256x --steps-per-call "
-        "updates a call), 48 center windows with --shared-negatives; 16x that on GPU/TPU (CBOW 4x)")
+        "updates a call), 48 center windows with --shared-negatives; 16x that on GPU/TPU (CBOW 4x; skip-gram/NS pairs on a GPU: 16384)")
     steps_per_call: int = setting(128, "updates run inside one jitted call (lax.scan)")
     seed: int = setting(1, "random seed (initial vectors, subsampling, windows, noise words)")
     init_scale: float = setting(
@@ -211,12 +212,23 @@ class Config:
         :attr:`row_cap`; quality: ``benchmarks/results/accelerator_defaults_quality.md``), and 4x
         for CBOW, whose windows each update ~10 input rows: over 5 epochs 4096 windows lost gensim's
         analogy accuracy and 1024 kept it (``benchmarks/results/enwiki17m_accelerator_batch.md``).
-        An explicit batch size is kept; CPU keeps 256.
+        On a GPU skip-gram/NS pairs take :data:`GPU_SKIPGRAM_NS_BATCH`: by the compiled counts a
+        4096-pair micro-step is bound by its kernels' launches far below 50 M raw words/s on an H200
+        (``benchmarks/roofline.py``), and 16384 pairs kept gensim's analogy accuracy and WS-353 over
+        5 epochs on 17 M words (``benchmarks/results/pallas_quality``); a TPU keeps 4096, since at
+        16384 its compiler stages the tables through on-chip memory again.  An explicit batch size
+        is kept; CPU keeps 256.
         """
         if platform == "cpu" or self.train.batch_size is not None:
             return self
-        grow = 4 if self.model.model == "cbow" else 16
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, batch_size=grow * self.batch_size))
+        m = self.model
+        if m.model == "cbow":
+            batch = 4 * self.batch_size
+        elif platform == "gpu" and m.loss == "ns" and not self.windows:
+            batch = GPU_SKIPGRAM_NS_BATCH
+        else:
+            batch = 16 * self.batch_size
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, batch_size=batch))
 
     def _check_types(self) -> None:
         """Integers are integers (``epochs=1.5`` is refused, not truncated) and numbers finite."""
