@@ -322,6 +322,9 @@ def _logistic_update(emb_in, emb_out, inp, mask, slot_arrays, slots_fn, lr, cap,
     emb_in, emb_out = flat_in.reshape(shapes[0]), flat_out.reshape(shapes[1])
     if cap <= 0:
         return emb_in, emb_out, loss, counts
+    # the reset after the update has read the counts: else XLA may schedule it first and copy both
+    # [V] count buffers a micro-step to keep them (compiled for an H200 at 16384 pairs)
+    filled, loss = jax.lax.optimization_barrier((filled, loss))
     if count_mode == "kernel":
         counts = count_call(True, filled)
     else:
