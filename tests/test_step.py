@@ -324,3 +324,14 @@ def test_large_skipgram_micro_steps_make_the_input_update_behind_a_barrier(model
     for k in params:
         assert not np.array_equal(got[6][0][k], params[k])
         np.testing.assert_array_equal(got[6][0][k], got[default][0][k])
+
+
+def test_a_micro_steps_loss_is_summed_in_a_few_chunks():
+    """loss_sums: at most LOSS_SUM_CHUNK numbers a chunk (XLA:GPU sums more in two kernels), the
+    chunks adding up to the plain sum; an awkward length falls back to one sum."""
+    for n, k in [(6040, 1), (24160, 4), (8192, 1), (8200, 2), (97, 1)]:
+        per = jnp.asarray(np.random.default_rng(n).random(n), jnp.float32)
+        got = xla.loss_sums(per)
+        assert got.shape == (k,) and n // k <= xla.LOSS_SUM_CHUNK
+        np.testing.assert_allclose(got.sum(), per.sum(), rtol=1e-5)
+    assert xla.loss_sums(jnp.ones(8209 * 3)).shape == (1,)  # 8209 is prime: no chunks of <= 8192 divide it

@@ -504,7 +504,7 @@ def make_run(cfg, tables, schedule, *, interpret: bool = False, emulate: bool = 
         else:
             emb_in, emb_out, loss, counts = hs_update(emb_in, emb_out, mb.inp, mb.out, mb.mask, lr, cfg.row_cap,
                                                       tables.points, tables.codes, tables.path_mask, **kw)
-        return (emb_in, emb_out, counts), {"loss_sum": (loss * mb.mask).sum(), "examples": mb.mask.sum(), "lr": lr}
+        return (emb_in, emb_out, counts), xla.loss_sums(loss * mb.mask)
 
     def run(params, opt_state, step, key, batch):
         if isinstance(batch, TokenRows):
@@ -512,10 +512,10 @@ def make_run(cfg, tables, schedule, *, interpret: bool = False, emulate: bool = 
         lrs = jax.vmap(lambda w: schedule(xla.global_words(w, data_shards)))(batch.words)
         batch = jax.tree.map(pad, batch._replace(words=None))
         counts = count_buffers(params["emb_in"].shape[0], params["emb_out"].shape[0]) if cfg.row_cap > 0 else None
-        (emb_in, emb_out, _), stats = jax.lax.scan(micro, (params["emb_in"], params["emb_out"], counts), (batch, lrs))
-        lr = stats["lr"][-1]
+        (emb_in, emb_out, _), loss_sums = jax.lax.scan(micro, (params["emb_in"], params["emb_out"], counts), (batch, lrs))
+        lr = lrs[-1]  # the examples and the last rate depend on the batch only: counted once, not per micro-step
         opt_state = xla.after_updates(opt_state, batch.mask.shape[0], lr)
-        metrics = {"loss_sum": stats["loss_sum"].sum(), "examples": stats["examples"].sum(), "lr": lr}
+        metrics = {"loss_sum": loss_sums.sum(), "examples": batch.mask.sum(), "lr": lr}
         return {"emb_in": emb_in, "emb_out": emb_out}, opt_state, step + batch.mask.shape[0], metrics
 
     return run

@@ -291,7 +291,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         if not cfg.windows and ids["in"].size > BARRIER_SLOTS:  # both tables' updates made before either scatter
             upd = dict(upd, **{"in": jax.lax.optimization_barrier(upd["in"])})
         params = coll.apply(params, upd, ids, orders) if coll is not None else apply_updates(params, upd, ids, orders)
-        stats = {"loss_sum": per.sum()}
+        stats = {"loss_sum": loss_sums(per)}
         if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
             stats.update(examples=mb.mask.sum(), lr=lr)
         return params, stats, bufs
@@ -301,12 +301,25 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
 
     def update(params, opt_state, step, key, mb, bufs=None, touches=None):
         params, stats, bufs = core(params, key, mb, bufs, touches)
-        stats = {"examples": mb.mask.sum(), **stats}
+        stats = {"examples": mb.mask.sum(), **stats, "loss_sum": stats["loss_sum"].sum()}
         lr = stats.pop("lr") if "lr" in stats else rate(mb.words)
         return params, after_updates(opt_state, 1, lr), stats, bufs
 
     update.core, update.rate = core, rate  # for make_run's scan: no optimizer state per micro-step
     return update
+
+
+LOSS_SUM_CHUNK = 8192  # a micro-step sums its examples' losses in chunks of at most this many
+
+
+def loss_sums(per: jax.Array) -> jax.Array:
+    """A micro-step's loss, summed in a few equal chunks (``[k]``; the call sums them after its
+    scan): XLA:GPU reduces more than about 8192 numbers to one in two kernels, a few chunks in one."""
+    n = per.size
+    k = -(-n // LOSS_SUM_CHUNK)
+    while n % k:
+        k += 1
+    return per.reshape(k, -1).sum(-1) if k <= 64 else per.sum()[None]
 
 
 def device_examples(cfg: Config, tables: objectives.Tables, key: jax.Array, rows: TokenRows):
