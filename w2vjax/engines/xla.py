@@ -317,7 +317,7 @@ def loss_sums(per: jax.Array) -> jax.Array:
     scan): XLA:GPU reduces more than about 8192 numbers to one in two kernels, a few chunks in one."""
     n = per.size
     k = -(-n // LOSS_SUM_CHUNK)
-    while n % k:
+    while k <= 64 and n % k:
         k += 1
     return per.reshape(k, -1).sum(-1) if k <= 64 else per.sum()[None]
 
