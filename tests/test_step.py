@@ -255,18 +255,26 @@ def test_a_calls_touch_counts_made_up_front_equal_each_updates(model, loss):
         assert (np.asarray(want_out) > 1).any()
 
 
+def _call(model, loss, *, seed, steps, **settings):
+    """A small call for make_run: ``(cfg, tables, batch [steps, 7 examples], state, random tables)``."""
+    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=5, batch_size=7, steps_per_call=steps,
+                      **settings)
+    tables = step_lib.make_tables(VOCAB, cfg)
+    rng = np.random.default_rng(seed)
+    mbs = [_batch(model, rng, 7, len(VOCAB), negative=5 if loss == "ns" else 0) for _ in range(steps)]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
+    s0 = step_lib.init_state(cfg, len(VOCAB))
+    params = {k: jnp.asarray(rng.normal(0, 0.3, s0.params[k].shape), jnp.float32) for k in ("emb_in", "emb_out")}
+    return cfg, tables, batch, s0, params
+
+
 @pytest.mark.parametrize("model,loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])
 def test_scatters_on_ids_sorted_once_per_call_give_the_same_update(model, loss, monkeypatch):
     """sort_ids (the TPU default, engines.choose): each micro-step's large scatters' ids sorted up
     front for the whole call (xla.call_orders), the updates taken in that order, the scatters told
     so; the same tables as the plain call, to float tolerance (a row's updates add in another
     order).  Scatters of at most SORTED_SCATTER_SLOTS slots are left as they are."""
-    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=5, batch_size=7, steps_per_call=4,
-                      row_update_cap=2.0)
-    tables = step_lib.make_tables(VOCAB, cfg)
-    rng = np.random.default_rng(3)
-    mbs = [_batch(model, rng, 7, len(VOCAB), negative=5 if loss == "ns" else 0) for _ in range(4)]
-    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
+    cfg, tables, batch, s0, params = _call(model, loss, seed=3, steps=4, row_update_cap=2.0)
     assert xla.call_orders(cfg, tables, batch) == {}
     slots = {"in": batch.inp[0].size, "out": 7 * (6 if loss == "ns" else tables.points.shape[1])}
     monkeypatch.setattr(xla, "SORTED_SCATTER_SLOTS", min(slots.values()))  # the larger one only
@@ -277,9 +285,6 @@ def test_scatters_on_ids_sorted_once_per_call_give_the_same_update(model, loss, 
     for sorted_ids, order in orders.values():  # ascending, DROP last, a permutation of each step's slots
         assert (np.diff(np.asarray(sorted_ids), axis=1) >= 0).all() and (np.asarray(sorted_ids) == xla.DROP).any()
         np.testing.assert_array_equal(np.sort(np.asarray(order), axis=1), np.broadcast_to(np.arange(order.shape[1]), order.shape))
-    s0 = step_lib.init_state(cfg, len(VOCAB))
-    params = {"emb_in": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_in"].shape), jnp.float32),
-              "emb_out": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_out"].shape), jnp.float32)}
     got = {}
     for sort in (False, True):
         run = xla.make_run(cfg, tables, xla.make_schedule(cfg, 500), sort_ids=sort)
@@ -306,14 +311,7 @@ def test_large_skipgram_micro_steps_make_the_input_update_behind_a_barrier(model
     """Above BARRIER_SLOTS pairs a skip-gram micro-step's input update sits behind an optimization
     barrier (XLA:GPU otherwise copies both tables a micro-step there); CBOW never; either way the
     tables come out bitwise the same."""
-    cfg = make_config(model=model, loss=loss, dim=6, window=2, negative=5, batch_size=7, steps_per_call=3)
-    tables = step_lib.make_tables(VOCAB, cfg)
-    rng = np.random.default_rng(5)
-    mbs = [_batch(model, rng, 7, len(VOCAB), negative=5 if loss == "ns" else 0) for _ in range(3)]
-    batch = jax.tree.map(lambda *x: jnp.stack(x), *mbs)
-    s0 = step_lib.init_state(cfg, len(VOCAB))
-    params = {"emb_in": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_in"].shape), jnp.float32),
-              "emb_out": jnp.asarray(rng.normal(0, 0.3, s0.params["emb_out"].shape), jnp.float32)}
+    cfg, tables, batch, s0, params = _call(model, loss, seed=5, steps=3)
     got, barriers, default = {}, {}, xla.BARRIER_SLOTS
     for slots in (default, 6):  # the default, then a threshold these 7 pairs exceed
         monkeypatch.setattr(xla, "BARRIER_SLOTS", slots)

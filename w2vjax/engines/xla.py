@@ -289,7 +289,7 @@ def make_update(cfg: Config, tables: objectives.Tables, schedule: optax.Schedule
         sgd = optax.sgd(lr)  # the injected optimizer's inner transformation at this step's rate
         upd, _ = sgd.update(grads, sgd.init(grads))
         if not cfg.windows and ids["in"].size > BARRIER_SLOTS:  # both tables' updates made before either scatter
-            upd = dict(upd, **{"in": jax.lax.optimization_barrier(upd["in"])})
+            upd = {**upd, "in": jax.lax.optimization_barrier(upd["in"])}
         params = coll.apply(params, upd, ids, orders) if coll is not None else apply_updates(params, upd, ids, orders)
         stats = {"loss_sum": loss_sums(per)}
         if coll is not None:  # mb is the whole micro-batch here, the call's batch one device's slice
